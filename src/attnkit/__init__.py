@@ -1,0 +1,9 @@
+"""attnkit: every attention mechanism the literature names, fast kernels for all of them,
+and the tools to see inside. See README.md and ../shared/DESIGN.md."""
+
+__version__ = "0.1.0"
+
+from . import backends, functional  # noqa: E402
+from .functional import attention  # noqa: E402
+
+__all__ = ["attention", "backends", "functional", "__version__"]

@@ -1,0 +1,165 @@
+"""Backends: the kernels behind ``attnkit.functional.attention`` (after xformers' fmha).
+
+Each backend declares what it can run as class attributes and explains every
+refusal in :meth:`Backend.not_supported_reasons`. ``backend="auto"`` takes the
+first backend, in priority order, with no reasons; ``backend="name"`` forces
+one and raises a ValueError listing its reasons when it cannot run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import ClassVar, Iterator
+
+import torch
+
+from ..functional.scores import _unknown
+from ..functional.spec import AttentionResult, AttentionSpec
+
+__all__ = [
+    "Backend",
+    "BACKENDS",
+    "register_backend",
+    "get_backend",
+    "select_backend",
+    "backend_names",
+    "restrict_backends",
+]
+
+BACKENDS: dict[str, "Backend"] = {}
+
+
+def register_backend(cls: type["Backend"]) -> type["Backend"]:
+    """Class decorator: instantiate and register a backend under ``cls.name``."""
+    if cls.name in BACKENDS:
+        raise ValueError(f"backend {cls.name!r} is already registered")
+    BACKENDS[cls.name] = cls()
+    return cls
+
+
+def backend_names() -> list[str]:
+    """Registered backends, highest priority first."""
+    return [b.name for b in sorted(BACKENDS.values(), key=lambda b: -b.priority)]
+
+
+class Backend:
+    """A kernel with declared capabilities.
+
+    Capabilities (class attributes): ``devices``, ``dtypes``,
+    ``supports_mask`` (bool/float masks), ``supports_causal``,
+    ``supports_score_mod``, ``supports_mask_mod``, ``supports_dropout``,
+    ``supports_weights`` (can return the (B, H, L, S) weights),
+    ``supports_gqa``, ``max_head_dim``, ``softmax_only`` and
+    ``dot_scores_only``.
+    """
+
+    name: ClassVar[str] = "base"
+    priority: ClassVar[int] = 0
+    description: ClassVar[str] = ""
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    dtypes: ClassVar[tuple[torch.dtype, ...]] = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+    supports_mask: ClassVar[bool] = True
+    supports_causal: ClassVar[bool] = True
+    supports_score_mod: ClassVar[bool] = True
+    supports_mask_mod: ClassVar[bool] = True
+    supports_dropout: ClassVar[bool] = True
+    supports_weights: ClassVar[bool] = True
+    supports_gqa: ClassVar[bool] = True
+    max_head_dim: ClassVar[int | None] = None
+    softmax_only: ClassVar[bool] = False
+    dot_scores_only: ClassVar[bool] = False
+
+    def unavailable_reason(self) -> str | None:
+        """Why this backend cannot run in this environment at all (None if it can)."""
+        return None
+
+    def not_supported_reasons(self, spec: AttentionSpec) -> list[str]:
+        """Readable reasons this backend cannot run ``spec`` (empty: it can)."""
+        reasons: list[str] = []
+        why = self.unavailable_reason()
+        if why:
+            reasons.append(why)
+        if spec.device.type not in self.devices:
+            reasons.append(f"device {spec.device.type!r} not in {self.devices}")
+        if spec.dtype not in self.dtypes:
+            reasons.append(f"dtype {spec.dtype} not in {[str(d) for d in self.dtypes]}")
+        if spec.mask is not None and not self.supports_mask:
+            reasons.append("masks are not supported")
+        if spec.causal is not None and not self.supports_causal:
+            reasons.append("causal is not supported")
+        if spec.score_mod is not None and not self.supports_score_mod:
+            reasons.append("score_mod is not supported")
+        if spec.mask_mod is not None and not self.supports_mask_mod:
+            reasons.append("mask_mod is not supported")
+        if spec.dropout_p > 0 and not self.supports_dropout:
+            reasons.append("dropout is not supported")
+        if spec.return_weights and not self.supports_weights:
+            reasons.append("cannot return weights")
+        if spec.groups > 1 and not self.supports_gqa:
+            reasons.append("grouped-query attention (fewer key heads) is not supported")
+        hd = max(spec.query.shape[-1], spec.key.shape[-1], spec.value.shape[-1])
+        if self.max_head_dim is not None and hd > self.max_head_dim:
+            reasons.append(f"head dim {hd} > max_head_dim {self.max_head_dim}")
+        if self.softmax_only and not spec.normalizer.is_softmax:
+            reasons.append(f"normalizer {spec.normalizer.name!r} is not softmax")
+        if self.dot_scores_only and not spec.score.lowers_to_dot:
+            reasons.append(f"score {spec.score.name!r} is not a dot product")
+        return reasons
+
+    def forward(self, spec: AttentionSpec) -> AttentionResult:  # pragma: no cover - abstract
+        raise TypeError(f"backend {self.name!r} does not define forward()")
+
+    def __repr__(self) -> str:
+        return f"<backend {self.name}>"
+
+
+_ALLOWED: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar("attnkit_backends", default=None)
+
+
+@contextlib.contextmanager
+def restrict_backends(*names: str) -> Iterator[None]:
+    """Let ``backend="auto"`` choose only among ``names`` inside the block.
+
+    Like ``torch.nn.attention.sdpa_kernel``::
+
+        with attnkit.backends.restrict_backends("chunked", "math"):
+            attnkit.functional.attention(q, k, v, score=additive)
+    """
+    for n in names:
+        get_backend(n)
+    token = _ALLOWED.set(tuple(names))
+    try:
+        yield
+    finally:
+        _ALLOWED.reset(token)
+
+
+def get_backend(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise _unknown("backend", name, backend_names())
+    return BACKENDS[name]
+
+
+def select_backend(spec: AttentionSpec, backend: str = "auto") -> Backend:
+    """The backend that runs ``spec``: forced by name, or the first that can."""
+    if backend != "auto":
+        b = get_backend(backend)
+        reasons = b.not_supported_reasons(spec)
+        if reasons:
+            raise ValueError(
+                f"backend {backend!r} cannot run this call: {'; '.join(reasons)}. "
+                "Pass backend='auto' to let attnkit choose, or change the inputs"
+            )
+        return b
+    allowed = _ALLOWED.get()
+    refusals = []
+    for name in backend_names():
+        if allowed is not None and name not in allowed:
+            continue
+        b = BACKENDS[name]
+        reasons = b.not_supported_reasons(spec)
+        if not reasons:
+            return b
+        refusals.append(f"{name}: {'; '.join(reasons)}")
+    raise ValueError("no backend can run this call: " + " | ".join(refusals))

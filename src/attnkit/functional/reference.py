@@ -1,0 +1,106 @@
+"""The oracle: plain attention that materialises scores and weights.
+
+``weights = normalize(scale · score(q, k) + bias, mask)``; ``output = weights @ v``.
+
+Every fast path is tested against :func:`run` in float64. It is written to be
+obviously right, not fast: it holds the full (B, H, L, S) scores (and, for the
+additive score, the (B, H, L, S, D) tanh tensor).
+
+:func:`apply_masks` is also the one place that turns a spec's mask, causal flag,
+``mask_mod`` and ``score_mod`` into scores for a block of queries and keys, so
+tiled kernels reuse it on their tiles.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .masks import CAUSAL_ALIGNMENTS
+from .normalize import logsumexp_safe
+from .spec import AttentionResult, AttentionSpec, index_grids
+
+__all__ = ["run", "apply_masks", "expand_kv", "dropout"]
+
+
+def expand_kv(x: Tensor, groups: int) -> Tensor:
+    """(B, Hk, S, E) -> (B, Hk * groups, S, E) for grouped-query attention."""
+    return x if groups == 1 else x.repeat_interleave(groups, dim=1)  # (B, H, S, E)
+
+
+def _slice_mask(mask: Tensor, q0: int, q1: int, k0: int, k1: int) -> Tensor:
+    """Rows q0:q1 and columns k0:k1 of a mask broadcastable to (.., L, S)."""
+    m = mask
+    if m.dim() >= 2 and m.shape[-2] != 1:
+        m = m[..., q0:q1, :]
+    if m.dim() >= 1 and m.shape[-1] != 1:
+        m = m[..., k0:k1]
+    return m
+
+
+def apply_masks(spec: AttentionSpec, s: Tensor, q0: int = 0, k0: int = 0) -> Tensor:
+    """Scores of queries q0.. and keys k0.. with score_mod, bias and masks applied.
+
+    ``s`` (B, H, lq, sk) are scaled scores. Forbidden positions become -inf.
+    """
+    B, H, lq, sk = s.shape
+    if spec.score_mod is not None or spec.mask_mod is not None:
+        b, h, qi, ki = index_grids(B, H, lq, sk, s.device, q0, k0)
+        if spec.score_mod is not None:
+            s = spec.score_mod(s, b, h, qi, ki)
+        if spec.mask_mod is not None:
+            allowed = spec.mask_mod(b, h, qi, ki)
+            s = s.masked_fill(~allowed.to(torch.bool), float("-inf"))
+    if spec.mask is not None:
+        m = _slice_mask(spec.mask, q0, q0 + lq, k0, k0 + sk)
+        if m.dtype == torch.bool:
+            s = s.masked_fill(~m, float("-inf"))
+        else:
+            s = s + m.to(s.dtype)
+    if spec.causal is not None:
+        assert spec.causal in CAUSAL_ALIGNMENTS
+        offset = 0 if spec.causal == "top_left" else spec.S - spec.L
+        i = torch.arange(q0, q0 + lq, device=s.device)[:, None]
+        j = torch.arange(k0, k0 + sk, device=s.device)[None, :]
+        s = s.masked_fill(j > i + offset, float("-inf"))
+    return s
+
+
+def dropout(w: Tensor, p: float, generator: torch.Generator | None) -> Tensor:
+    """Inverted dropout on the weights: zero with probability p, scale by 1/(1-p)."""
+    if p == 0.0:
+        return w
+    keep = torch.rand(w.shape, generator=generator, device=w.device, dtype=torch.float32) >= p
+    return w * keep.to(w.dtype) / (1.0 - p)
+
+
+def run(spec: AttentionSpec, *, dtype: torch.dtype | None = torch.float64) -> AttentionResult:
+    """Materialised attention. ``dtype``: compute in it (float64 for the oracle);
+    ``None`` computes in the input dtype (float32 for half inputs' softmax)."""
+    q, k, v = spec.query, spec.key, spec.value
+    in_dtype = q.dtype
+    work = dtype if dtype is not None else in_dtype
+    if work in (torch.float16, torch.bfloat16):
+        work_norm = torch.float32
+    else:
+        work_norm = work
+    q, k, v = q.to(work), k.to(work), v.to(work)
+    k = expand_kv(k, spec.groups)  # (B, H, S, Ek)
+    v = expand_kv(v, spec.groups)  # (B, H, S, Ev)
+
+    score = spec.score
+    qp, kp = score.project(q, k)
+    params = [p.to(work) for p in score.params()]
+    s = score.pairwise(qp.to(work), kp.to(work), *params) * spec.scale  # (B, H, L, S)
+    s = apply_masks(spec, s.to(work_norm))
+
+    w, log_prob = spec.normalizer(s, generator=spec.generator)
+    lse = logsumexp_safe(s) if spec.normalizer.is_softmax else None
+    w_drop = dropout(w, spec.dropout_p, spec.generator)
+    out = w_drop.to(work) @ v  # (B, H, L, Ev)
+    return AttentionResult(
+        output=out.to(in_dtype),
+        weights=w.to(in_dtype) if spec.return_weights else None,
+        log_prob=log_prob,
+        lse=lse,
+    )
