@@ -181,9 +181,11 @@ class Argmax(Normalizer):
 
 
 def _gumbel_noise(s: Tensor, generator: torch.Generator | None) -> Tensor:
-    u = torch.rand(s.shape, generator=generator, device=s.device, dtype=s.dtype)
-    tiny = torch.finfo(s.dtype).tiny
-    return -torch.log(-torch.log(u.clamp(tiny, 1.0 - 1e-7)))
+    # uniforms drawn in float32 whatever the dtype, so one seed gives the same draw in
+    # float32 and float64 (the oracle), then clamped away from 0 and 1
+    u = torch.rand(s.shape, generator=generator, device=s.device, dtype=torch.float32)
+    u = u.clamp(torch.finfo(torch.float32).tiny, 1.0 - 1e-7).to(s.dtype)
+    return -torch.log(-torch.log(u))
 
 
 def _log_prob_of(scores: Tensor, onehot: Tensor) -> Tensor:
