@@ -230,3 +230,22 @@ def test_stochastic_returns_log_prob_of_the_choice(name):
     torch.testing.assert_close(lp, torch.log_softmax(s, -1).gather(-1, idx[..., None])[..., 0])
     if name == "sample":
         assert torch.equal(w.sum(-1), torch.ones(1, 1, 3)) and set(w.unique().tolist()) == {0.0, 1.0}
+
+
+def test_user_score_class_by_name():
+    from attnkit.functional.scores import SCORES, Score, register_score
+
+    @register_score("test_neg_l2")
+    class NegL2(Score):
+        """score(q, k) = -|q - k|²"""
+
+        @staticmethod
+        def pairwise(qp, kp, *params):
+            return -((qp.unsqueeze(-2) - kp.unsqueeze(-3)) ** 2).sum(-1)  # (..., L, S)
+
+    try:
+        q, k = T([[0.0, 0.0]]), T([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
+        w = _weights("test_neg_l2", q, k)  # scores [-1, -4, 0]
+        torch.testing.assert_close(w, torch.softmax(T([[-1.0, -4.0, 0.0]]), -1))
+    finally:
+        del SCORES["test_neg_l2"]
