@@ -10,8 +10,18 @@ from .base import (
     select_backend,
 )
 from . import math as _math  # noqa: F401  (registers "math" and "reference")
+from . import sdpa as _sdpa  # noqa: F401  (registers "sdpa")
+from . import chunked as _chunked  # noqa: F401  (registers "chunked")
+from .base import available_bytes, format_bytes
+from .chunked import chunked_attention
+from .weights import attention_weights, column_sums
 
 __all__ = [
+    "attention_weights",
+    "available_bytes",
+    "chunked_attention",
+    "column_sums",
+    "format_bytes",
     "BACKENDS",
     "Backend",
     "backend_names",

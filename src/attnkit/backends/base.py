@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 from typing import ClassVar, Iterator
 
 import torch
@@ -25,6 +26,8 @@ __all__ = [
     "select_backend",
     "backend_names",
     "restrict_backends",
+    "available_bytes",
+    "format_bytes",
 ]
 
 BACKENDS: dict[str, "Backend"] = {}
@@ -70,6 +73,30 @@ class Backend:
     softmax_only: ClassVar[bool] = False
     dot_scores_only: ClassVar[bool] = False
 
+    #: what ``attnkit info`` prints under the backend (memory, algorithm).
+    notes: ClassVar[str] = ""
+
+    def memory_bytes(self, spec: AttentionSpec) -> int:
+        """Peak extra memory this backend needs for ``spec`` (estimate, bytes); 0 if unknown."""
+        return 0
+
+    def capabilities(self) -> dict[str, object]:
+        """The declared capability attributes, for ``attnkit info``."""
+        return {
+            "devices": list(self.devices),
+            "dtypes": [str(d).replace("torch.", "") for d in self.dtypes],
+            "scores": "dot family only" if self.dot_scores_only else "any",
+            "normalizers": "softmax only" if self.softmax_only else "any",
+            "mask": self.supports_mask,
+            "causal": self.supports_causal,
+            "score_mod": self.supports_score_mod,
+            "mask_mod": self.supports_mask_mod,
+            "dropout": self.supports_dropout,
+            "weights": self.supports_weights,
+            "gqa": self.supports_gqa,
+            "max_head_dim": self.max_head_dim,
+        }
+
     def unavailable_reason(self) -> str | None:
         """Why this backend cannot run in this environment at all (None if it can)."""
         return None
@@ -105,6 +132,13 @@ class Backend:
             reasons.append(f"normalizer {spec.normalizer.name!r} is not softmax")
         if self.dot_scores_only and not spec.score.lowers_to_dot:
             reasons.append(f"score {spec.score.name!r} is not a dot product")
+        if not reasons:
+            need = self.memory_bytes(spec)
+            have = available_bytes(spec.device)
+            if need and have is not None and need > have:
+                reasons.append(
+                    f"needs about {format_bytes(need)} but {format_bytes(have)} is available on {spec.device}"
+                )
         return reasons
 
     def forward(self, spec: AttentionSpec) -> AttentionResult:  # pragma: no cover - abstract
@@ -112,6 +146,39 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"<backend {self.name}>"
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Free memory on ``device`` in bytes (None if unknown).
+
+    CUDA: ``torch.cuda.mem_get_info``. CPU: ``MemAvailable`` of /proc/meminfo
+    (Linux); ``ATTNKIT_MEMORY_LIMIT`` (bytes) overrides both, e.g. to test the
+    refusal or to leave room for other jobs.
+    """
+    env = os.environ.get("ATTNKIT_MEMORY_LIMIT")
+    if env:
+        return int(float(env))
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+    return None
+
+
+def format_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
 
 
 _ALLOWED: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar("attnkit_backends", default=None)

@@ -1,0 +1,316 @@
+"""The ``chunked`` backend: attention for ANY score in memory linear in the sequence.
+
+Online softmax over key blocks (Milakov & Gimelshein 2018, arXiv:1805.02867;
+Rabe & Staats 2021, arXiv:2112.05682) with a FlashAttention-2 style backward
+(Dao 2023, arXiv:2307.08691) that recomputes each tile from the saved
+log-sum-exp instead of storing it:
+
+``o_i = Σ_j exp(s_ij - lse_i) v_j``;  backward ``D_i = Σ_e dO_ie O_ie``,
+``dS_ij = P_ij (dP_ij - D_i + dlse_i)`` with ``dP_ij = dO_i · v_j``.
+
+The score is split as in :mod:`attnkit.functional.scores`: ``project(q, k)``
+runs once per token (ordinary autograd), ``pairwise(qp, kp, *params)`` runs per
+(block_q, block_k) tile, so Bahdanau's additive score (Bahdanau et al. 2014,
+arXiv:1409.0473) holds one (B, H, block_q, block_k, D) tanh tile at a time:
+peak memory O(B·H·(L + S)·D + B·H·block_q·block_k·D), never O(B·H·L·S·D).
+The gradient of a tile with respect to qp, kp, the pairwise params (additive's
+v) and a float mask comes from autograd on the recomputed tile
+(``torch.autograd.grad(s_tile, inputs, dS)``), so user Score subclasses work
+unchanged. Masks, causal (fully hidden key blocks are skipped), ``score_mod``
+and ``mask_mod`` are applied per tile by ``reference.apply_masks``.
+
+Dropout draws each tile's keep-mask from a seed taken once from ``generator``
+(the same tile gets the same mask in backward); the numbers differ from the
+math backend's, the distribution does not.
+
+Example::
+
+    >>> from attnkit.backends.chunked import chunked_attention
+    >>> out = attention(q, k, v, score="additive", score_params=p, backend="chunked")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from ..functional.reference import expand_kv
+from ..functional.spec import AttentionResult, AttentionSpec
+from .base import Backend, register_backend
+from .tiles import TileScorer, blocks, mask_index
+from .weights import materialise_weights
+
+__all__ = ["ChunkedBackend", "chunked_attention", "auto_blocks", "captured_grad_tensors"]
+
+#: elements of the (B, H, block_q, block_k, D) pairwise intermediate one tile may hold.
+TILE_ELEMENTS = 1 << 21
+
+
+def auto_blocks(B: int, H: int, L: int, S: int, pair_features: int) -> tuple[int, int]:
+    """(block_q, block_k): tiles of about TILE_ELEMENTS intermediate elements."""
+    bk = min(S, 256 if pair_features == 1 else 128)
+    bq = TILE_ELEMENTS // max(1, B * H * bk * pair_features)
+    bq = max(16, min(L, bq))
+    if bq == 16 and B * H * bq * bk * pair_features > TILE_ELEMENTS:
+        bk = max(16, min(S, TILE_ELEMENTS // max(1, B * H * bq * pair_features)))
+    return bq, bk
+
+
+def captured_grad_tensors(fn: Any) -> list[str]:
+    """Names of tensors requiring grad captured in ``fn``'s closure (the custom
+    backward cannot reach them, so such a call must go to a backend that can)."""
+    names = []
+    code = getattr(fn, "__code__", None)
+    for name, cell in zip(getattr(code, "co_freevars", ()), getattr(fn, "__closure__", None) or ()):
+        try:
+            val = cell.cell_contents
+        except ValueError:
+            continue
+        if isinstance(val, Tensor) and val.requires_grad:
+            names.append(name)
+    return names
+
+
+@dataclasses.dataclass
+class _Config:
+    scorer: TileScorer
+    block_q: int
+    block_k: int
+    dropout_p: float
+    seed: int
+    work: torch.dtype
+
+
+def _keep(cfg: _Config, shape: tuple[int, ...], device: torch.device, q0: int, k0: int) -> Tensor:
+    """Dropout keep-mask of tile (q0, k0): reproducible from the call's seed."""
+    g = torch.Generator(device=device)
+    g.manual_seed((cfg.seed * 1_000_003 + q0 * 65_537 + k0) % (2**63 - 1))
+    return torch.rand(shape, generator=g, device=device, dtype=cfg.work) >= cfg.dropout_p
+
+
+def _forward(
+    cfg: _Config, qp: Tensor, kp: Tensor, v: Tensor, mask: Tensor | None, params: Sequence[Tensor]
+) -> tuple[Tensor, Tensor]:
+    """Online-softmax forward: output (B, H, L, Ev) and lse (B, H, L) in cfg.work."""
+    B, H, L, _ = qp.shape
+    S, Ev = kp.shape[-2], v.shape[-1]
+    sc = cfg.scorer
+    out = torch.empty(B, H, L, Ev, dtype=cfg.work, device=qp.device)
+    lse = torch.empty(B, H, L, dtype=cfg.work, device=qp.device)
+    for q0, q1 in blocks(L, cfg.block_q):
+        q_t = qp[:, :, q0:q1]
+        m = torch.full((B, H, q1 - q0, 1), float("-inf"), dtype=cfg.work, device=qp.device)
+        m_safe = torch.zeros_like(m)
+        l = torch.zeros_like(m)  # noqa: E741  (the paper's running sum ℓ)
+        acc = torch.zeros(B, H, q1 - q0, Ev, dtype=cfg.work, device=qp.device)
+        for k0, k1 in blocks(S, cfg.block_k):
+            if not sc.visible(q0, q1, k0):
+                break
+            s = sc(q_t, kp[:, :, k0:k1], params, sc.mask_tile(mask, q0, q1, k0, k1), q0, k0)  # (B, H, bq, bk)
+            m_new = torch.maximum(m, s.amax(-1, keepdim=True))
+            m_safe = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
+            p = torch.exp(s - m_safe)
+            alpha = torch.exp(m - m_safe)
+            l = l * alpha + p.sum(-1, keepdim=True)  # noqa: E741
+            if cfg.dropout_p > 0:
+                p = p * _keep(cfg, p.shape, p.device, q0, k0) / (1.0 - cfg.dropout_p)
+            acc = acc * alpha + p @ v[:, :, k0:k1]  # (B, H, bq, Ev)
+            m = m_new
+        ok = l > 0
+        out[:, :, q0:q1] = torch.where(ok, acc / torch.where(ok, l, torch.ones_like(l)), torch.zeros_like(acc))
+        lse[:, :, q0:q1] = torch.where(ok, m_safe + torch.log(l), torch.full_like(l, float("-inf"))).squeeze(-1)
+    return out, lse
+
+
+def _backward(
+    cfg: _Config,
+    qp: Tensor,
+    kp: Tensor,
+    v: Tensor,
+    mask: Tensor | None,
+    params: Sequence[Tensor],
+    out: Tensor,
+    lse: Tensor,
+    dout: Tensor,
+    dlse: Tensor | None,
+    needs: Sequence[bool],
+) -> tuple[Tensor | None, ...]:
+    """Gradients (dqp, dkp, dv, dmask, *dparams), recomputing tiles from lse."""
+    need_q, need_k, need_v, need_mask, *need_p = needs
+    B, H, L, _ = qp.shape
+    S = kp.shape[-2]
+    sc = cfg.scorer
+    D = (dout * out).sum(-1, keepdim=True)  # (B, H, L, 1)
+    if dlse is not None:
+        D = D - dlse.unsqueeze(-1)  # dS = P (dP - D + dlse)
+    lse_safe = torch.where(torch.isfinite(lse), lse, torch.full_like(lse, float("inf"))).unsqueeze(-1)
+    dqp = torch.zeros_like(qp) if need_q else None
+    dkp = torch.zeros_like(kp) if need_k else None
+    dv = torch.zeros_like(v) if need_v else None
+    dmask = torch.zeros(mask.shape, dtype=cfg.work, device=mask.device) if need_mask and mask is not None else None
+    p_leaves = [p.detach().requires_grad_(n) for p, n in zip(params, need_p)]
+    dparams = [torch.zeros_like(p) if n else None for p, n in zip(params, need_p)]
+    for q0, q1 in blocks(L, cfg.block_q):
+        q_t = qp[:, :, q0:q1].detach().requires_grad_(need_q)
+        do_t = dout[:, :, q0:q1]  # (B, H, bq, Ev)
+        for k0, k1 in blocks(S, cfg.block_k):
+            if not sc.visible(q0, q1, k0):
+                break
+            k_t = kp[:, :, k0:k1].detach().requires_grad_(need_k)
+            m_t = sc.mask_tile(mask, q0, q1, k0, k1)
+            if dmask is not None:
+                m_t = m_t.detach().requires_grad_(True)
+            with torch.enable_grad():
+                s = sc(q_t, k_t, p_leaves, m_t, q0, k0)  # (B, H, bq, bk)
+            p = torch.exp(s.detach() - lse_safe[:, :, q0:q1])
+            v_t = v[:, :, k0:k1]
+            dp = do_t @ v_t.transpose(-1, -2)  # (B, H, bq, bk)
+            if cfg.dropout_p > 0:
+                keep = _keep(cfg, p.shape, p.device, q0, k0).to(p.dtype) / (1.0 - cfg.dropout_p)
+                p_drop, dp = p * keep, dp * keep
+            else:
+                p_drop = p
+            if dv is not None:
+                dv[:, :, k0:k1] += p_drop.transpose(-1, -2) @ do_t
+            ds = p * (dp - D[:, :, q0:q1])
+            inputs = [t for t, n in ((q_t, need_q), (k_t, need_k)) if n]
+            inputs += [t for t in p_leaves if t.requires_grad]
+            if dmask is not None:
+                inputs.append(m_t)
+            if not inputs:
+                continue
+            grads = list(torch.autograd.grad(s, inputs, ds, allow_unused=True))
+            if need_q:
+                g = grads.pop(0)
+                if g is not None:
+                    dqp[:, :, q0:q1] += g
+            if need_k:
+                g = grads.pop(0)
+                if g is not None:
+                    dkp[:, :, k0:k1] += g
+            for i, t in enumerate(p_leaves):
+                if t.requires_grad:
+                    g = grads.pop(0)
+                    if g is not None:
+                        dparams[i] += g
+            if dmask is not None:
+                g = grads.pop(0)
+                if g is not None:
+                    dmask[mask_index(mask, q0, q1, k0, k1)] += g
+    return (dqp, dkp, dv, dmask, *dparams)
+
+
+class _ChunkedFunction(torch.autograd.Function):
+    """(qp, kp, v, mask, cfg, *params) -> (output, lse), backward by recomputation."""
+
+    @staticmethod
+    def forward(ctx, qp, kp, v, mask, cfg, *params):  # type: ignore[override]
+        w = cfg.work
+        qw, kw, vw = qp.to(w), kp.to(w), v.to(w)
+        pw = [p.to(w) for p in params]
+        out, lse = _forward(cfg, qw, kw, vw, mask, pw)
+        ctx.set_materialize_grads(False)
+        ctx.cfg = cfg
+        ctx.dtypes = (qp.dtype, kp.dtype, v.dtype, None if mask is None else mask.dtype, *[p.dtype for p in params])
+        ctx.save_for_backward(qp, kp, v, mask, out, lse, *params)
+        out_c = out.to(qp.dtype)
+        return out_c, lse
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, dlse):  # type: ignore[override]
+        qp, kp, v, mask, out, lse, *params = ctx.saved_tensors
+        cfg: _Config = ctx.cfg
+        w = cfg.work
+        if dout is None:  # only the lse (the weights) was used
+            dout = torch.zeros_like(out)
+        needs = list(ctx.needs_input_grad[:4]) + list(ctx.needs_input_grad[5:])
+        needs[3] = needs[3] and mask is not None and mask.is_floating_point()
+        grads = _backward(
+            cfg,
+            qp.to(w),
+            kp.to(w),
+            v.to(w),
+            mask,
+            [p.to(w) for p in params],
+            out,
+            lse,
+            dout.to(w),
+            None if dlse is None else dlse.to(w),
+            needs,
+        )
+        dq, dk, dv, dm, *dps = (None if g is None else g.to(dt) for g, dt in zip(grads, ctx.dtypes))
+        return (dq, dk, dv, dm, None, *dps)
+
+
+def _prepare(spec: AttentionSpec) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
+    """Projected qp (B, H, L, D), kp (B, H, S, D), v (B, H, S, Ev) and pairwise params."""
+    k = expand_kv(spec.key, spec.groups)  # (B, H, S, Ek)
+    v = expand_kv(spec.value, spec.groups)  # (B, H, S, Ev)
+    qp, kp = spec.score.project(spec.query, k)
+    return qp, kp, v, list(spec.score.params())
+
+
+def chunked_attention(
+    spec: AttentionSpec, *, block_q: int | None = None, block_k: int | None = None
+) -> AttentionResult:
+    """Run ``spec`` tile by tile (see the module docstring); blocks default to :func:`auto_blocks`."""
+    qp, kp, v, params = _prepare(spec)
+    pair_features = 1 if spec.score.lowers_to_dot else qp.shape[-1]
+    abq, abk = auto_blocks(spec.B, spec.H, spec.L, spec.S, pair_features)
+    bq, bk = block_q or abq, block_k or abk
+    if bq < 1 or bk < 1:
+        raise ValueError(f"block_q and block_k must be >= 1, got {bq} and {bk}")
+    work = torch.float64 if spec.dtype == torch.float64 else torch.float32
+    seed = 0
+    if spec.dropout_p > 0:
+        gen = spec.generator
+        seed = int(torch.randint(0, 2**62, (), generator=gen, device=gen.device if gen is not None else "cpu"))
+    cfg = _Config(TileScorer(spec), bq, bk, spec.dropout_p, seed, work)
+    mask = spec.mask
+    out, lse = _ChunkedFunction.apply(qp, kp, v, mask, cfg, *params)
+    weights = None
+    if spec.return_weights:
+        weights = materialise_weights(spec, qp, kp, params, lse=lse, block_q=bq)
+    return AttentionResult(output=out, weights=weights, lse=lse)
+
+
+@register_backend
+class ChunkedBackend(Backend):
+    name = "chunked"
+    priority = 50
+    description = "online-softmax tiles for any score (additive, user scores) with a recomputing backward"
+    notes = "memory O(B·H·(L+S)·D + B·H·block_q·block_k·D); weights recomputed from the log-sum-exp"
+    softmax_only = True
+
+    def not_supported_reasons(self, spec: AttentionSpec) -> list[str]:
+        reasons = super().not_supported_reasons(spec)
+        if torch.is_grad_enabled():
+            for name, fn in (("score_mod", spec.score_mod), ("mask_mod", spec.mask_mod)):
+                captured = captured_grad_tensors(fn) if fn is not None else []
+                if captured:
+                    reasons.append(
+                        f"{name} captures tensors that require grad ({', '.join(captured)}); the recomputing "
+                        "backward cannot reach them (math can)"
+                    )
+        return reasons
+
+    def memory_bytes(self, spec: AttentionSpec) -> int:
+        item = 8 if spec.dtype == torch.float64 else 4
+        pair = 1
+        if not spec.score.lowers_to_dot:
+            ps = spec.score.params()
+            pair = ps[0].shape[-1] if ps else spec.query.shape[-1]
+        bq, bk = auto_blocks(spec.B, spec.H, spec.L, spec.S, pair)
+        feats = max(spec.query.shape[-1], pair) + spec.value.shape[-1]
+        linear = spec.B * spec.H * (spec.L + spec.S) * feats * item * 4
+        tile = spec.B * spec.H * bq * bk * (pair + 4) * item * 3
+        weights = spec.B * spec.H * spec.L * spec.S * item * 2 if spec.return_weights else 0
+        return linear + tile + weights
+
+    def forward(self, spec: AttentionSpec) -> AttentionResult:
+        return chunked_attention(spec)

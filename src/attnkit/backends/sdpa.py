@@ -1,0 +1,147 @@
+"""The ``sdpa`` backend: every score that is a dot product in disguise, on torch SDPA.
+
+Vaswani et al. 2017 (arXiv:1706.03762) scaled dot-product attention, run by
+``torch.nn.functional.scaled_dot_product_attention`` (its CPU flash kernel, or
+flash / memory-efficient / cuDNN on GPU, after Dao et al. 2022, arXiv:2205.14135):
+``output = softmax(scale · qp kpᵀ + bias) v`` with ``(qp, kp) = score.project(q, k)``.
+
+Lowering, score by score (``Score.lowers_to_dot``):
+
+* dot, scaled_dot: ``qp, kp = q, k``; scale 1 or 1/sqrt(E).
+* general: ``qp = q W`` then a dot with k.
+* cosine: ``qp = β q/|q|``, ``kp = k/|k|``.
+* location: ``kp`` = the rows of W_a, so ``qp · kp_s = (W_a q)_s``.
+
+Masks: a bool mask (True = attend) or a float bias goes in ``attn_mask``
+(windows, Luong local-p's Gaussian log-bias, ALiBi are all such masks);
+top-left causal without a mask is SDPA's ``is_causal``; bottom-right causal (or
+causal with a mask) becomes one combined mask. Grouped-query attention uses
+``enable_gqa``. Dropout draws from ``generator`` when one is given (SDPA itself
+reads the global RNG, so we seed a forked RNG from it).
+
+Fully masked rows: the contract is output 0, weights 0, finite zero gradients.
+SDPA returns NaN for them on some kernels, so when the mask leaves a row with
+no allowed key we let that row attend everywhere (no NaN can arise) and zero
+its output afterwards; the zeroed output sends zero gradients back.
+
+Refused (with reasons): scores that are not dot products, normalizers other
+than softmax, ``score_mod`` / ``mask_mod`` (use the ``chunked`` backend, or pass
+the bias as a float mask). ``return_weights=True`` still runs the output
+through SDPA and recomputes the exact weights in row blocks
+(:func:`attnkit.backends.weights.materialise_weights`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..functional.masks import causal_mask, combine
+from ..functional.reference import expand_kv
+from ..functional.scores import Cosine, Dot, General, ScaledDot
+from ..functional.spec import AttentionResult, AttentionSpec
+from .base import Backend, register_backend
+from .math import materialised_bytes
+from .weights import materialise_weights
+
+__all__ = ["SDPABackend", "sdpa_mask", "project_for_dot"]
+
+#: scores whose projection of k does not depend on the head, so grouped-query
+#: keys can stay un-expanded (location's per-head W_a needs every head).
+_KEY_HEAD_FREE = (Dot, ScaledDot, General, Cosine)
+
+
+def project_for_dot(spec: AttentionSpec) -> tuple[Tensor, Tensor, Tensor, int]:
+    """(qp, kp, v, groups) ready for a dot-product kernel; kp/v keep Hk heads when they can."""
+    k, v, groups = spec.key, spec.value, spec.groups
+    if groups > 1 and not isinstance(spec.score, _KEY_HEAD_FREE):
+        k, v, groups = expand_kv(k, groups), expand_kv(v, groups), 1  # (B, H, S, E)
+    qp, kp = spec.score.project(spec.query, k)
+    dtype = spec.query.dtype
+    return qp.to(dtype), kp.to(dtype), v, groups
+
+
+def sdpa_mask(spec: AttentionSpec) -> tuple[Tensor | None, bool]:
+    """(attn_mask, is_causal) for SDPA: the spec's mask and causal flag as one."""
+    if spec.causal is None:
+        return spec.mask, False
+    if spec.causal == "top_left" and spec.mask is None:
+        return None, True
+    cm = causal_mask(spec.L, spec.S, alignment=spec.causal, device=spec.device)  # (L, S)
+    return combine(spec.mask, cm), False
+
+
+def _guard_empty_rows(mask: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """(mask, rows_ok): rows with no allowed key made to attend everywhere, and
+    the (.., L, 1) rows that had one (None when every row had one)."""
+    if mask is None:
+        return None, None
+    allowed = mask if mask.dtype == torch.bool else mask > float("-inf")
+    rows_ok = allowed.any(-1, keepdim=True)  # (.., L, 1)
+    if bool(rows_ok.all()):
+        return mask, None
+    if mask.dtype == torch.bool:
+        return mask | ~rows_ok, rows_ok
+    return torch.where(rows_ok, mask, torch.zeros((), dtype=mask.dtype, device=mask.device)), rows_ok
+
+
+def _sdpa_kernel_is_math(qp: Tensor, kp: Tensor, v: Tensor, mask: Tensor | None, spec: AttentionSpec) -> bool:
+    """Whether torch would run SDPA's materialising math kernel for these inputs."""
+    try:
+        from torch.nn.attention import SDPBackend
+
+        choice = torch._fused_sdp_choice(qp, kp, v, attn_mask=mask, dropout_p=spec.dropout_p)
+        return SDPBackend(choice) == SDPBackend.MATH
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        return True
+
+
+@register_backend
+class SDPABackend(Backend):
+    name = "sdpa"
+    priority = 100
+    description = "torch scaled_dot_product_attention for every score that lowers to a dot product"
+    notes = (
+        "memory O(B·H·(L+S)·E) on the flash kernels (O(B·H·L·S) when torch picks its math kernel: "
+        "dropout on CPU, E != Ev); weights recomputed on request"
+    )
+    supports_score_mod = False
+    supports_mask_mod = False
+    softmax_only = True
+    dot_scores_only = True
+
+    def memory_bytes(self, spec: AttentionSpec) -> int:
+        item = max(spec.query.element_size(), 4)
+        linear = spec.B * spec.H * (spec.L + spec.S) * max(spec.query.shape[-1], spec.value.shape[-1]) * item * 4
+        if spec.return_weights or spec.dropout_p > 0 or spec.query.shape[-1] != spec.value.shape[-1]:
+            return linear + materialised_bytes(spec, item)
+        return linear
+
+    def forward(self, spec: AttentionSpec) -> AttentionResult:
+        qp, kp, v, groups = project_for_dot(spec)
+        mask, is_causal = sdpa_mask(spec)
+        mask, rows_ok = _guard_empty_rows(mask)
+        if mask is not None and mask.dtype != torch.bool:
+            mask = mask.to(qp.dtype)
+        kwargs = {"enable_gqa": True} if groups > 1 else {}
+        if spec.dropout_p > 0 and spec.generator is not None:
+            seed = int(torch.randint(0, 2**62, (), generator=spec.generator, device=spec.generator.device))
+            devices = [qp.device] if qp.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed)
+                out = F.scaled_dot_product_attention(
+                    qp, kp, v, attn_mask=mask, dropout_p=spec.dropout_p, is_causal=is_causal, scale=spec.scale,
+                    **kwargs,
+                )
+        else:
+            out = F.scaled_dot_product_attention(
+                qp, kp, v, attn_mask=mask, dropout_p=spec.dropout_p, is_causal=is_causal, scale=spec.scale, **kwargs
+            )  # (B, H, L, Ev)
+        if rows_ok is not None:
+            out = out.masked_fill(~rows_ok, 0.0)
+        weights = None
+        if spec.return_weights:
+            kp_full = expand_kv(kp, groups)  # (B, H, S, E)
+            weights = materialise_weights(spec, qp, kp_full, ())
+        return AttentionResult(output=out, weights=weights)
