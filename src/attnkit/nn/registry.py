@@ -1,0 +1,161 @@
+"""The mechanism registry: ``attnkit.create(name, dim, **kw)`` and ``attnkit.list_mechanisms()``.
+
+A mechanism is registered on its class with a decorator that names it, its
+aliases, the paper and the one-line formula, and the constructor defaults
+that turn the class into that mechanism::
+
+    @register_mechanism("luong-general", "general", paper="Luong et al. 2015 (arXiv:1508.04025)",
+                        formula="score = h_tᵀ W_a h̄_s", defaults={"mode": "general"})
+    class LuongAttention(nn.Module): ...
+
+Constructor convention (what :func:`create` relies on)
+------------------------------------------------------
+Every mechanism of kind ``"sequence"`` is built as::
+
+    create(name, query_dim, *, key_dim=None, value_dim=None, **options, device=None, dtype=None)
+
+``query_dim`` (positional) is the size of the decoder state / query features;
+``key_dim`` the size of the encoder outputs (default ``query_dim``);
+``value_dim`` the size of the values (default ``key_dim``). Every built
+module has an ``output_dim`` attribute: the size of the context it returns,
+so a decoder can size the layer that reads it. All of them accept the
+decoder-style call of :mod:`attnkit.nn.base`::
+
+    out = mech(query, keys, values=None, *, key_mask=None, step=None, state=None, need_weights=False)
+    # query (B, L, query_dim) or one step (B, query_dim); keys (B, S, key_dim);
+    # key_mask (B, S) bool, True = real token; out is an AttentionOutput
+    # (context (B, [L,] output_dim), weights, log_prob, state for the next step)
+
+Mechanisms of kind ``"vision"`` are built as ``create(name, channels, **options)``
+and take (B, C, H, W) images; kind ``"unit"`` (sigma-pi) as
+``create(name, in_features, **options)``.
+
+An unknown name raises a ValueError that lists the close matches.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch.nn as nn
+
+__all__ = [
+    "MechanismInfo",
+    "MECHANISMS",
+    "register_mechanism",
+    "create",
+    "list_mechanisms",
+    "mechanism_info",
+    "resolve",
+]
+
+KINDS = ("sequence", "vision", "unit")
+
+
+@dataclass(frozen=True)
+class MechanismInfo:
+    name: str
+    cls: type
+    aliases: tuple[str, ...]
+    paper: str
+    formula: str
+    kind: str = "sequence"
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def build(self, dim: int, **kwargs: Any) -> nn.Module:
+        return self.cls(dim, **{**self.defaults, **kwargs})
+
+
+#: canonical name -> MechanismInfo
+MECHANISMS: dict[str, MechanismInfo] = {}
+#: every name, aliases included -> canonical name
+_NAMES: dict[str, str] = {}
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(" ", "-")
+
+
+def register_mechanism(
+    name: str,
+    *aliases: str,
+    paper: str,
+    formula: str,
+    kind: str = "sequence",
+    defaults: Mapping[str, Any] | None = None,
+) -> Callable[[type], type]:
+    """Class decorator: register the class (with ``defaults``) as mechanism ``name``.
+
+    Stack several on one class to register its variants (Luong's modes).
+    Names are case-insensitive and ``_`` equals ``-``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if not paper or not formula:
+        raise ValueError(f"mechanism {name!r}: pass its paper and its one-line formula")
+
+    def deco(cls: type) -> type:
+        canon = _norm(name)
+        names = [canon, *(_norm(a) for a in aliases)]
+        for n in names:
+            if n in _NAMES and MECHANISMS[_NAMES[n]].cls is not cls:
+                raise ValueError(f"mechanism name {n!r} is already registered to {MECHANISMS[_NAMES[n]].cls.__name__}")
+        MECHANISMS[canon] = MechanismInfo(
+            canon, cls, tuple(names[1:]), paper, formula, kind, dict(defaults or {})
+        )
+        for n in names:
+            _NAMES[n] = canon
+        return cls
+
+    return deco
+
+
+def _ensure_loaded() -> None:
+    # the modules register themselves on import; attnkit.nn imports them all
+    from .. import nn as _nn  # noqa: F401
+
+
+def resolve(name: str) -> str:
+    """The canonical name of ``name`` (an alias or a canonical name)."""
+    _ensure_loaded()
+    if not isinstance(name, str):
+        raise TypeError(f"mechanism name must be a str, got {type(name).__name__}")
+    n = _norm(name)
+    if n not in _NAMES:
+        close = difflib.get_close_matches(n, sorted(_NAMES), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"unknown attention mechanism {name!r}{hint} Known: {', '.join(sorted(MECHANISMS))} "
+            "(see attnkit.list_mechanisms() or `attnkit list`)"
+        )
+    return _NAMES[n]
+
+
+def mechanism_info(name: str) -> MechanismInfo:
+    """The :class:`MechanismInfo` of a name or alias."""
+    return MECHANISMS[resolve(name)]
+
+
+def create(name: str, dim: int, **kwargs: Any) -> nn.Module:
+    """Build a registered mechanism: ``create("bahdanau", 256, key_dim=512)``.
+
+    ``dim`` is the query size for sequence mechanisms (``key_dim``,
+    ``value_dim`` default to it), the channel count for vision ones and the
+    input size for sigma-pi; see the module docstring for the convention.
+    """
+    info = mechanism_info(name)
+    return info.build(dim, **kwargs)
+
+
+def list_mechanisms(*, kind: str | None = None, aliases: bool = False) -> list[str]:
+    """Canonical mechanism names (sorted); ``aliases=True`` adds every alias."""
+    _ensure_loaded()
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS} or None, got {kind!r}")
+    infos = [i for i in MECHANISMS.values() if kind is None or i.kind == kind]
+    names = [i.name for i in infos]
+    if aliases:
+        names += [a for i in infos for a in i.aliases]
+    return sorted(names)

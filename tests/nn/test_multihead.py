@@ -1,0 +1,206 @@
+"""MultiHeadAttention: torch parity, KV cache, GQA, RoPE, ALiBi, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnkit.functional import attention
+from attnkit.nn import KVCache, MultiHeadAttention, RotaryEmbedding
+
+D64 = torch.float64
+
+
+def _copy_from_torch(ours: MultiHeadAttention, ref: torch.nn.MultiheadAttention) -> None:
+    E = ref.embed_dim
+    with torch.no_grad():
+        w = ref.in_proj_weight
+        ours.q_proj.weight.copy_(w[:E])
+        ours.k_proj.weight.copy_(w[E : 2 * E])
+        ours.v_proj.weight.copy_(w[2 * E :])
+        ours.q_proj.bias.copy_(ref.in_proj_bias[:E])
+        ours.k_proj.bias.copy_(ref.in_proj_bias[E : 2 * E])
+        ours.v_proj.bias.copy_(ref.in_proj_bias[2 * E :])
+        ours.out_proj.load_state_dict(ref.out_proj.state_dict())
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_matches_torch_multihead_attention(causal):
+    ref = torch.nn.MultiheadAttention(12, 3, batch_first=True, dtype=D64)
+    ours = MultiHeadAttention(12, num_heads=3, dtype=D64)
+    _copy_from_torch(ours, ref)
+    x = torch.randn(2, 5, 12, dtype=D64)
+    pad = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
+    cm = torch.ones(5, 5, dtype=torch.bool).triu(1) if causal else None  # torch: True = ignore
+    r, rw = ref(x, x, x, key_padding_mask=pad, attn_mask=cm, average_attn_weights=False)
+    o = ours(x, key_mask=~pad, causal=causal, need_weights=True)
+    torch.testing.assert_close(o.context, r)
+    torch.testing.assert_close(o.weights, rw)
+
+
+@pytest.mark.parametrize("num_kv_heads,rope,alibi", [(4, False, False), (2, True, False), (1, False, True), (2, False, True)])
+def test_kv_cache_steps_equal_one_causal_forward(num_kv_heads, rope, alibi):
+    m = MultiHeadAttention(16, num_heads=4, num_kv_heads=num_kv_heads, rope=rope, alibi=alibi, dtype=D64)
+    x = torch.randn(2, 7, 16, dtype=D64)
+    full = m(x, causal=True).context
+    cache = m.new_cache(2, 7)
+    outs = [m(x[:, :3], causal=True, cache=cache).context]  # prefill 3 positions
+    for t in range(3, 7):
+        out = m(x[:, t : t + 1], causal=True, cache=cache)
+        assert out.state is cache
+        outs.append(out.context)
+    assert cache.length == 7
+    torch.testing.assert_close(torch.cat(outs, 1), full, rtol=1e-10, atol=1e-10)
+
+
+def test_kv_cache_decoder_style_state_and_one_step_query():
+    m = MultiHeadAttention(8, num_heads=2, dtype=D64)
+    x = torch.randn(3, 4, 8, dtype=D64)
+    full = m(x, causal=True).context
+    state = m.new_cache(3, 4)
+    for t in range(4):
+        out = m(x[:, t], state=state)  # (B, D) one step; the cache holds 0..t, no mask needed
+        state = out.state
+        torch.testing.assert_close(out.context, full[:, t])
+
+
+def test_static_cross_attention_cache_reuses_memory():
+    m = MultiHeadAttention(8, num_heads=2, key_dim=6, dtype=D64)
+    q, mem = torch.randn(2, 3, 8, dtype=D64), torch.randn(2, 5, 6, dtype=D64)
+    full = m(q, mem).context
+    cache = m.new_cache(2, 5, static=True)
+    first = m(q[:, :1], mem, cache=cache).context
+    rest = m(q[:, 1:], cache=cache).context  # key=None: reuse the stored projections
+    torch.testing.assert_close(torch.cat([first, rest], 1), full)
+
+
+def test_cache_past_capacity_raises():
+    m = MultiHeadAttention(8, num_heads=2)
+    cache = m.new_cache(1, 3)
+    m(torch.randn(1, 2, 8), cache=cache)
+    with pytest.raises(ValueError, match="capacity"):
+        m(torch.randn(1, 2, 8), cache=cache)
+
+
+def test_gqa_with_all_heads_equals_plain_mha():
+    torch.manual_seed(1)
+    plain = MultiHeadAttention(16, num_heads=4, dtype=D64)
+    gqa = MultiHeadAttention(16, num_heads=4, num_kv_heads=4, dtype=D64)
+    gqa.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 6, 16, dtype=D64)
+    a, b = plain(x, need_weights=True), gqa(x, need_weights=True)
+    torch.testing.assert_close(a.context, b.context)
+    torch.testing.assert_close(a.weights, b.weights)
+
+
+def test_gqa_equals_mha_with_key_value_heads_repeated():
+    H, Hk, Dh = 4, 2, 3
+    gqa = MultiHeadAttention(12, num_heads=H, num_kv_heads=Hk, dtype=D64)
+    mha = MultiHeadAttention(12, num_heads=H, dtype=D64)
+    sd = gqa.state_dict()
+    for n in ("k_proj", "v_proj"):  # (Hk*Dh, D) -> (H*Dh, D): each kv head serves H/Hk query heads
+        w = sd[f"{n}.weight"].view(Hk, Dh, 12).repeat_interleave(H // Hk, 0).reshape(H * Dh, 12)
+        b = sd[f"{n}.bias"].view(Hk, Dh).repeat_interleave(H // Hk, 0).reshape(H * Dh)
+        sd[f"{n}.weight"], sd[f"{n}.bias"] = w, b
+    mha.load_state_dict(sd)
+    x = torch.randn(2, 5, 12, dtype=D64)
+    torch.testing.assert_close(gqa(x, causal=True).context, mha(x, causal=True).context)
+
+
+def test_rope_scores_depend_only_on_relative_position():
+    rope = RotaryEmbedding(8)
+    q, k = torch.randn(1, 1, 1, 8, dtype=D64), torch.randn(1, 1, 1, 8, dtype=D64)
+
+    def score(i: int, j: int) -> torch.Tensor:
+        return (rope(q, offset=i) * rope(k, offset=j)).sum()
+
+    for i, j in [(0, 0), (3, 1), (1, 3), (7, 2)]:
+        for t in (1, 5, 100):
+            torch.testing.assert_close(score(i + t, j + t), score(i, j))
+    assert not torch.allclose(score(3, 1), score(1, 3))
+    # a rotation keeps the norm
+    torch.testing.assert_close(rope(q, offset=9).norm(), q.norm())
+
+
+def test_rope_hand_computed_rotation():
+    # D = 2: one pair rotated by angle p (theta_0 = 1): (1, 0) -> (cos p, sin p)
+    rope = RotaryEmbedding(2)
+    x = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]], dtype=D64)  # (1, 1, 2, 2) at positions 0, 1
+    y = rope(x)
+    torch.testing.assert_close(y[0, 0, 0], torch.tensor([1.0, 0.0], dtype=D64))
+    torch.testing.assert_close(y[0, 0, 1], torch.tensor([torch.cos(torch.tensor(1.0)).item(), torch.sin(torch.tensor(1.0)).item()], dtype=D64))
+
+
+def test_per_head_weights_and_masks():
+    m = MultiHeadAttention(8, num_heads=2, dtype=D64)
+    x = torch.randn(2, 4, 8, dtype=D64)
+    am = torch.ones(4, 4, dtype=torch.bool).tril()
+    km = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    o = m(x, attn_mask=am, key_mask=km, need_weights=True)
+    assert o.weights.shape == (2, 2, 4, 4)
+    assert torch.all(o.weights[0, :, :, 3] == 0)
+    assert torch.all(o.weights.triu(1) == 0)
+    torch.testing.assert_close(o.weights.sum(-1), torch.ones(2, 2, 4, dtype=D64))
+    # float mask of -inf equals the bool mask; a 3-D (B, L, S) mask works too
+    f = torch.zeros(4, 4, dtype=D64).masked_fill(~am, float("-inf"))
+    torch.testing.assert_close(m(x, attn_mask=f).context, m(x, attn_mask=am).context)
+    torch.testing.assert_close(m(x, attn_mask=am.expand(2, 4, 4)).context, m(x, causal=True).context)
+
+
+def test_fully_masked_row_gives_zeros_not_nan():
+    m = MultiHeadAttention(8, num_heads=2, bias=False)
+    x = torch.randn(1, 3, 8, requires_grad=True)
+    o = m(x, key_mask=torch.zeros(1, 3, dtype=torch.bool), need_weights=True)
+    assert torch.all(o.context == 0) and torch.all(o.weights == 0)
+    o.context.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_alibi_matches_explicit_bias():
+    m = MultiHeadAttention(8, num_heads=2, alibi=True, dtype=D64)
+    x = torch.randn(2, 5, 8, dtype=D64)
+    o = m(x, causal=True, need_weights=True)
+    q = m.q_proj(x).view(2, 5, 2, 4).transpose(1, 2)  # (B, H, L, Dh)
+    k = m.k_proj(x).view(2, 5, 2, 4).transpose(1, 2)
+    s = q @ k.transpose(-1, -2) / 2.0 + m.alibi.bias(5, dtype=D64)  # (B, H, L, S)
+    s = s.masked_fill(torch.ones(5, 5, dtype=torch.bool).triu(1), float("-inf"))
+    torch.testing.assert_close(o.weights, s.softmax(-1))
+
+
+@pytest.mark.parametrize("score", ["dot", "cosine", "general", "additive"])
+def test_other_scores_match_functional_reference(score):
+    m = MultiHeadAttention(8, num_heads=2, score=score, dtype=D64)
+    x = torch.randn(2, 3, 8, dtype=D64)
+    o = m(x, need_weights=True)
+    q = m.q_proj(x).view(2, 3, 2, 4).transpose(1, 2)  # (B, H, L, Dh)
+    k = m.k_proj(x).view(2, 3, 2, 4).transpose(1, 2)
+    v = m.v_proj(x).view(2, 3, 2, 4).transpose(1, 2)
+    ref, w = attention(q, k, v, score=m.score(), return_weights=True, backend="reference")
+    torch.testing.assert_close(o.weights, w)
+    torch.testing.assert_close(o.context, m.out_proj(ref.transpose(1, 2).reshape(2, 3, 8)))
+
+
+def test_construction_errors():
+    with pytest.raises(ValueError, match="num_heads=3 does not divide embed_dim=8"):
+        MultiHeadAttention(8, num_heads=3)
+    with pytest.raises(ValueError, match="num_kv_heads=3 does not divide num_heads=4"):
+        MultiHeadAttention(8, num_heads=4, num_kv_heads=3)
+    with pytest.raises(ValueError, match="unknown score"):
+        MultiHeadAttention(8, num_heads=2, score="dott")
+    with pytest.raises(ValueError, match="rope=True or alibi=True"):
+        MultiHeadAttention(8, num_heads=2, rope=True, alibi=True)
+    assert MultiHeadAttention(8, num_heads=3, head_dim=4).q_proj.out_features == 12
+
+
+def test_forward_errors():
+    m = MultiHeadAttention(8, num_heads=2)
+    x = torch.randn(2, 4, 8)
+    with pytest.raises(ValueError, match="attn_mask has shape"):
+        m(x, attn_mask=torch.ones(3, 4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="key_mask must be a bool tensor"):
+        m(x, key_mask=torch.ones(2, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="embed_dim=8"):
+        m(torch.randn(2, 4, 6))
+    with pytest.raises(TypeError, match="KVCache"):
+        m(x, cache="nope")
+    assert isinstance(m.new_cache(2, 4), KVCache)

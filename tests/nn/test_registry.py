@@ -1,0 +1,135 @@
+"""The mechanism registry, and the contract every registered mechanism keeps:
+forward, backward, state_dict round trip, float64 gradcheck on a tiny size."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import attnkit
+from attnkit.nn import AttentionOutput
+from attnkit.nn.registry import MECHANISMS, mechanism_info, register_mechanism
+
+D64 = torch.float64
+Dq, Dk, B, L, S = 4, 6, 2, 3, 5
+
+#: extra constructor options a mechanism needs at this tiny size
+_OPTIONS = {
+    "luong-dot": {"key_dim": Dq},
+    "luong-location": {"max_source_len": 8},
+}
+
+
+def _build(name: str, dtype=D64):
+    info = mechanism_info(name)
+    if info.kind == "vision":
+        return info.build(4, dtype=dtype)
+    if info.kind == "unit":
+        return info.build(3, dtype=dtype)
+    kw = {"key_dim": Dk, **_OPTIONS.get(name, {})}
+    if info.cls is attnkit.nn.MultiHeadAttention or issubclass(info.cls, attnkit.nn.MultiHeadAttention):
+        kw["num_heads"] = 2
+    return info.build(Dq, dtype=dtype, **kw)
+
+
+def _inputs(name: str, dtype=D64):
+    info = mechanism_info(name)
+    g = torch.Generator().manual_seed(0)
+    if info.kind == "vision":
+        return (torch.randn(B, 4, 3, 3, dtype=dtype, generator=g),), {}
+    if info.kind == "unit":
+        return (torch.randn(B, 3, dtype=dtype, generator=g),), {}
+    dk = _OPTIONS.get(name, {}).get("key_dim", Dk)
+    q = torch.randn(B, L, Dq, dtype=dtype, generator=g)
+    k = torch.randn(B, S, dk, dtype=dtype, generator=g)
+    km = torch.ones(B, S, dtype=torch.bool)
+    km[1, -2:] = False
+    return (q, k), {"key_mask": km}
+
+
+def _context(out):
+    return out.context if isinstance(out, AttentionOutput) else out
+
+
+NAMES = attnkit.list_mechanisms()
+
+
+def test_names_aliases_and_close_matches():
+    assert {"bahdanau", "luong-dot", "luong-general", "luong-concat", "luong-location", "multi-head"} <= set(NAMES)
+    assert mechanism_info("additive").name == "bahdanau"
+    assert mechanism_info("general").name == "luong-general"
+    assert mechanism_info("Luong_General").name == "luong-general"
+    assert "additive" in attnkit.list_mechanisms(aliases=True)
+    with pytest.raises(ValueError, match="did you mean 'bahdanau'"):
+        attnkit.create("bahdanu", 4)
+    with pytest.raises(ValueError, match="unknown attention mechanism 'zzz'"):
+        attnkit.create("zzz", 4)
+
+
+def test_create_applies_defaults_and_overrides():
+    m = attnkit.create("general", 4, key_dim=6)
+    assert isinstance(m, attnkit.nn.LuongAttention) and m.mode == "general"
+    assert attnkit.create("luong-general", 4, mode="dot").mode == "dot"
+
+
+def test_duplicate_name_is_refused():
+    with pytest.raises(ValueError, match="already registered"):
+
+        @register_mechanism("bahdanau", paper="x", formula="y")
+        class Other(torch.nn.Module):
+            pass
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_mechanism_has_paper_and_formula(name):
+    info = MECHANISMS[name]
+    assert "20" in info.paper or "19" in info.paper
+    assert len(info.formula) > 5
+    assert info.cls.__doc__ and info.cls.__module__.startswith("attnkit.nn")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_backward_state_dict(name):
+    m = _build(name, torch.float32)
+    args, kw = _inputs(name, torch.float32)
+    args = tuple(a.float().requires_grad_(True) for a in args)
+    out = m(*args, **kw)
+    ctx = _context(out)
+    assert torch.isfinite(ctx).all()
+    ctx.square().sum().backward()
+    assert all(a.grad is not None and torch.isfinite(a.grad).all() for a in args)
+    grads = [p.grad for p in m.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert grads or name == "luong-dot"  # only the dot score has no parameters
+    m2 = _build(name, torch.float32)
+    m2.load_state_dict(m.state_dict())
+    m.eval(), m2.eval()
+    torch.testing.assert_close(_context(m2(*args, **kw)), _context(m(*args, **kw)))
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if MECHANISMS[n].kind == "sequence"])
+def test_decoder_style_call(name):
+    """query (B, Dq) one step and (B, L, Dq), keys (B, S, Dk), key_mask, need_weights."""
+    m = _build(name)
+    (q, k), kw = _inputs(name)
+    out = m(q[:, 0], k, None, key_mask=kw["key_mask"], step=0, state=None, need_weights=True)
+    assert isinstance(out, AttentionOutput)
+    assert out.context.shape == (B, m.output_dim)
+    w = out.weights
+    assert w.shape[0] == B and w.shape[-1] == S
+    assert torch.all(w[1, ..., -2:] == 0)
+    full = m(q, k, key_mask=kw["key_mask"], step=0, state=out.state if name != "multi-head" else None)
+    assert full.context.shape == (B, L, m.output_dim)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float64_gradcheck(name):
+    m = _build(name)
+    m.eval()
+    args, kw = _inputs(name)
+    args = tuple(a.clone().requires_grad_(True) for a in args)
+
+    def f(*xs):
+        return _context(m(*xs, **kw))
+
+    assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-5)
