@@ -16,6 +16,7 @@ from .positional import (
 from .additive import AdditiveAttention
 from .luong import LuongAttention
 from .multihead import KVCache, MultiHeadAttention
+from .torch_compat import MultiheadAttention
 
 __all__ = [
     "AttentionOutput",
@@ -32,4 +33,5 @@ __all__ = [
     "LuongAttention",
     "KVCache",
     "MultiHeadAttention",
+    "MultiheadAttention",
 ]
