@@ -1,1 +1,29 @@
-"""attnkit.train."""
+"""attnkit.train: the model-agnostic training loop, checkpoints and run directories.
+
+>>> from attnkit.data import get_task
+>>> from attnkit.models import build_model, model_config_for_task
+>>> from attnkit.train import train, load_run
+>>> task = get_task("reverse")
+>>> model = build_model(model_config_for_task("seq2seq", task, attention="bahdanau"))
+>>> result = train(task, model, steps=200, out_dir="runs/reverse")     # doctest: +SKIP
+>>> task, model, meta = load_run("runs/reverse")                        # doctest: +SKIP
+"""
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_atomic
+from .loop import lr_at, resolve_device, train
+from .progress import Progress
+from .run import default_run_dir, load_run, resume_run
+
+__all__ = [
+    "train",
+    "load_run",
+    "resume_run",
+    "default_run_dir",
+    "save_checkpoint",
+    "load_checkpoint",
+    "write_atomic",
+    "CheckpointError",
+    "Progress",
+    "lr_at",
+    "resolve_device",
+]
