@@ -17,6 +17,12 @@ from .additive import AdditiveAttention
 from .luong import LuongAttention
 from .multihead import KVCache, MultiHeadAttention
 from .torch_compat import MultiheadAttention
+from .self_attention import SelfAttention
+from .local import LocalAttention
+from .content import ContentAttention, circular_shift, ntm_address, sharpen
+from .hard import HardAttention, LearnedBaseline, MovingAverageBaseline, reinforce_loss
+from .vision import CBAM, ChannelAttention, SpatialAttention, SqueezeExcite
+from .sigma_pi import SigmaPi
 
 __all__ = [
     "AttentionOutput",
@@ -34,4 +40,19 @@ __all__ = [
     "KVCache",
     "MultiHeadAttention",
     "MultiheadAttention",
+    "SelfAttention",
+    "LocalAttention",
+    "ContentAttention",
+    "circular_shift",
+    "ntm_address",
+    "sharpen",
+    "HardAttention",
+    "LearnedBaseline",
+    "MovingAverageBaseline",
+    "reinforce_loss",
+    "CBAM",
+    "ChannelAttention",
+    "SpatialAttention",
+    "SqueezeExcite",
+    "SigmaPi",
 ]
