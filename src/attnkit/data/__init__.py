@@ -8,7 +8,7 @@
 from .base import SPLITS, TASKS, Batch, Example, Seq2SeqTask, Task, get_task, list_tasks, register_task
 from .metrics import chrf, closest_reference, edit_distance, sequence_metrics
 from .vocab import BOS, EOS, PAD, UNK, Vocab
-from . import dates, g2p, numbers, synthetic  # noqa: E402,F401  (registers the tasks)
+from . import dates, g2p, numbers, shakespeare, synthetic  # noqa: E402,F401  (registers the tasks)
 
 __all__ = [
     "TASKS",
