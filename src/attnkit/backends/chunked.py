@@ -39,6 +39,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..functional.reference import expand_kv
+from ..functional.scores import Additive
 from ..functional.spec import AttentionResult, AttentionSpec
 from .base import Backend, register_backend
 from .tiles import TileScorer, blocks, mask_index
@@ -48,11 +49,64 @@ __all__ = ["ChunkedBackend", "chunked_attention", "auto_blocks", "captured_grad_
 
 #: elements of the (B, H, block_q, block_k, D) pairwise intermediate one tile may hold.
 TILE_ELEMENTS = 1 << 21
+#: compile="auto" compiles the additive tiles when B·H·L·S·D reaches this (compilation
+#: takes seconds once per shape; below this the eager tiles finish sooner).
+COMPILE_MIN_WORK = 1 << 27
+
+
+def additive_tile(qp: Tensor, kp: Tensor, v: Tensor) -> Tensor:
+    """``Σ_d v_d tanh(qp_id + kp_jd)``: (B, H, bq, D), (B, H, bk, D), v (D,) or (H, 1, 1, D) -> (B, H, bq, bk)."""
+    return (torch.tanh(qp.unsqueeze(-2) + kp.unsqueeze(-3)) * v).sum(-1)
+
+
+def additive_tile_grads(qp: Tensor, kp: Tensor, v: Tensor, ds: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Closed-form gradients of :func:`additive_tile` given ds (B, H, bq, bk).
+
+    ``t = tanh(qp_i + kp_j)``; ``g = ds_ij v (1 - t²)``; dqp = Σ_j g, dkp = Σ_i g,
+    dv = Σ_ij ds_ij t, returned as (H, D) (summed over heads for a shared v by the caller).
+    """
+    t = torch.tanh(qp.unsqueeze(-2) + kp.unsqueeze(-3))  # (B, H, bq, bk, D)
+    dsv = ds.unsqueeze(-1)  # (B, H, bq, bk, 1)
+    g = dsv * v * (1 - t * t)
+    return g.sum(-2), g.sum(-3), (dsv * t).sum((0, 2, 3))
+
+
+class _Compiled:
+    """torch.compile of the additive tile functions, built on first use; eager on failure."""
+
+    def __init__(self) -> None:
+        self.fns: dict[str, Any] = {}
+        self.failed: str | None = None
+
+    def get(self, name: str, eager: Any) -> Any:
+        if self.failed is not None:
+            return eager
+        if name not in self.fns:
+            try:
+                self.fns[name] = torch.compile(eager, fullgraph=True)
+            except Exception as e:  # noqa: BLE001  (no compiler on this machine: stay eager)
+                self.failed = f"{type(e).__name__}: {e}"
+                return eager
+        compiled = self.fns[name]
+
+        def call(*args: Tensor) -> Any:
+            if self.failed is not None:
+                return eager(*args)
+            try:
+                return compiled(*args)
+            except Exception as e:  # noqa: BLE001  (compilation happens at the first call)
+                self.failed = f"{type(e).__name__}: {e}"
+                return eager(*args)
+
+        return call
+
+
+COMPILED = _Compiled()
 
 
 def auto_blocks(B: int, H: int, L: int, S: int, pair_features: int) -> tuple[int, int]:
     """(block_q, block_k): tiles of about TILE_ELEMENTS intermediate elements."""
-    bk = min(S, 256 if pair_features == 1 else 128)
+    bk = min(S, 256 if pair_features == 1 else 64)
     bq = TILE_ELEMENTS // max(1, B * H * bk * pair_features)
     bq = max(16, min(L, bq))
     if bq == 16 and B * H * bq * bk * pair_features > TILE_ELEMENTS:
@@ -83,6 +137,8 @@ class _Config:
     dropout_p: float
     seed: int
     work: torch.dtype
+    #: closed-form additive backward (None: autograd on the recomputed tile).
+    additive_grads: Any = None
 
 
 def _keep(cfg: _Config, shape: tuple[int, ...], device: torch.device, q0: int, k0: int) -> Tensor:
@@ -164,8 +220,11 @@ def _backward(
             m_t = sc.mask_tile(mask, q0, q1, k0, k1)
             if dmask is not None:
                 m_t = m_t.detach().requires_grad_(True)
-            with torch.enable_grad():
-                s = sc(q_t, k_t, p_leaves, m_t, q0, k0)  # (B, H, bq, bk)
+            if cfg.additive_grads is not None:
+                s = sc(q_t.detach(), k_t.detach(), params, m_t.detach() if m_t is not None else None, q0, k0)
+            else:
+                with torch.enable_grad():
+                    s = sc(q_t, k_t, p_leaves, m_t, q0, k0)  # (B, H, bq, bk)
             p = torch.exp(s.detach() - lse_safe[:, :, q0:q1])
             v_t = v[:, :, k0:k1]
             dp = do_t @ v_t.transpose(-1, -2)  # (B, H, bq, bk)
@@ -177,6 +236,18 @@ def _backward(
             if dv is not None:
                 dv[:, :, k0:k1] += p_drop.transpose(-1, -2) @ do_t
             ds = p * (dp - D[:, :, q0:q1])
+            if cfg.additive_grads is not None:
+                (v_par,) = params
+                gq, gk, gv = cfg.additive_grads(q_t.detach(), k_t.detach(), _head_v(v_par), ds * sc.scale)
+                if need_q:
+                    dqp[:, :, q0:q1] += gq
+                if need_k:
+                    dkp[:, :, k0:k1] += gk
+                if need_p and need_p[0]:
+                    dparams[0] += gv if v_par.dim() == 2 else gv.sum(0)
+                if dmask is not None:
+                    dmask[mask_index(mask, q0, q1, k0, k1)] += ds.sum_to_size(m_t.shape)
+                continue
             inputs = [t for t, n in ((q_t, need_q), (k_t, need_k)) if n]
             inputs += [t for t in p_leaves if t.requires_grad]
             if dmask is not None:
@@ -247,6 +318,16 @@ class _ChunkedFunction(torch.autograd.Function):
         return (dq, dk, dv, dm, None, *dps)
 
 
+def _head_v(v: Tensor) -> Tensor:
+    """Additive's v, (D,) or per head (H, D) -> broadcastable to (B, H, bq, bk, D)."""
+    return v if v.dim() == 1 else v[:, None, None, :]  # (H, 1, 1, D)
+
+
+def _fast_additive(spec: AttentionSpec) -> bool:
+    """Additive's own pairwise and no score_mod: the closed-form tile path applies."""
+    return type(spec.score).pairwise is Additive.pairwise and spec.score_mod is None
+
+
 def _prepare(spec: AttentionSpec) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
     """Projected qp (B, H, L, D), kp (B, H, S, D), v (B, H, S, Ev) and pairwise params."""
     k = expand_kv(spec.key, spec.groups)  # (B, H, S, Ek)
@@ -256,9 +337,19 @@ def _prepare(spec: AttentionSpec) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]
 
 
 def chunked_attention(
-    spec: AttentionSpec, *, block_q: int | None = None, block_k: int | None = None
+    spec: AttentionSpec,
+    *,
+    block_q: int | None = None,
+    block_k: int | None = None,
+    compile: bool | str = "auto",
 ) -> AttentionResult:
-    """Run ``spec`` tile by tile (see the module docstring); blocks default to :func:`auto_blocks`."""
+    """Run ``spec`` tile by tile (see the module docstring); blocks default to :func:`auto_blocks`.
+
+    ``compile``: True compiles the additive score's tiles with ``torch.compile``
+    (one fused loop for tanh, the dot with v and their gradients), False keeps
+    them eager, "auto" compiles when the work B·H·L·S·D is large enough to
+    repay the compilation. Compilation failing falls back to eager.
+    """
     qp, kp, v, params = _prepare(spec)
     pair_features = 1 if spec.score.lowers_to_dot else qp.shape[-1]
     abq, abk = auto_blocks(spec.B, spec.H, spec.L, spec.S, pair_features)
@@ -271,6 +362,19 @@ def chunked_attention(
         gen = spec.generator
         seed = int(torch.randint(0, 2**62, (), generator=gen, device=gen.device if gen is not None else "cpu"))
     cfg = _Config(TileScorer(spec), bq, bk, spec.dropout_p, seed, work)
+    if compile not in (True, False, "auto"):
+        raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
+    if _fast_additive(spec):
+        work_size = spec.B * spec.H * spec.L * spec.S * qp.shape[-1]
+        use = compile is True or (compile == "auto" and work_size >= COMPILE_MIN_WORK)
+        tile = COMPILED.get("additive_tile", additive_tile) if use else additive_tile
+        grads = COMPILED.get("additive_tile_grads", additive_tile_grads) if use else additive_tile_grads
+
+        def pairwise(qp_t: Tensor, kp_t: Tensor, v: Tensor) -> Tensor:
+            return tile(qp_t, kp_t, _head_v(v))
+
+        cfg.scorer.pairwise = pairwise
+        cfg.additive_grads = grads
     mask = spec.mask
     out, lse = _ChunkedFunction.apply(qp, kp, v, mask, cfg, *params)
     weights = None
