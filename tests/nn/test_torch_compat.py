@@ -58,6 +58,7 @@ def _config(seed: int):
         kdim=rng.choice([None, None, 5]),
         vdim=rng.choice([None, None, 7]),
         batch_first=rng.random() < 0.5,
+        dropout=rng.choice([0.0, 0.1]),  # compared in eval mode, where dropout is off
     )
     N, L = rng.randint(1, 3), rng.randint(1, 5)
     S = L if rng.random() < 0.5 else rng.randint(1, 6)
@@ -70,8 +71,8 @@ def _config(seed: int):
 @pytest.mark.parametrize("seed", range(60))
 def test_random_configuration_matches_torch(seed):
     rng, cfg, N, L, S, kind = _config(seed)
-    ref = torch.nn.MultiheadAttention(**cfg)
-    ours = MultiheadAttention(**cfg)
+    ref = torch.nn.MultiheadAttention(**cfg).eval()
+    ours = MultiheadAttention(**cfg).eval()
     assert ours.load_state_dict(ref.state_dict()) is not None
     assert set(ours.state_dict()) == set(ref.state_dict())
     kd, vd = cfg["kdim"] or cfg["embed_dim"], cfg["vdim"] or cfg["embed_dim"]
@@ -104,6 +105,19 @@ def test_random_configuration_matches_torch(seed):
                 assert o_w is None and r_w is None
             if not need_weights:
                 break
+    with torch.no_grad():  # inference mode: torch may take its fused fast path here
+        r_out, _ = ref(q, k, v, key_padding_mask=kpm, need_weights=False, attn_mask=am)
+        o_out, _ = ours(q, k, v, key_padding_mask=kpm, need_weights=False, attn_mask=am)
+        torch.testing.assert_close(o_out, r_out, rtol=1e-5, atol=1e-5)
+
+
+def test_dropout_in_training_only():
+    m = MultiheadAttention(8, 2, dropout=0.5, batch_first=True)
+    x = torch.randn(2, 6, 8)
+    a, b = m(x, x, x)[0], m(x, x, x)[0]
+    assert not torch.allclose(a, b)  # training: weights dropped at random
+    m.eval()
+    torch.testing.assert_close(m(x, x, x)[0], m(x, x, x)[0])
 
 
 def test_unbatched_inputs_match_torch():

@@ -19,7 +19,9 @@ Decoder-style mechanisms (additive, Luong, local, content, hard) take
 need_weights=False)``: ``key_mask`` (B, S) bool is True at real tokens
 (DESIGN.md polarity: True = attend), ``values`` default to ``keys``, ``step``
 is the decoder position t (local-m centres its window there), ``state`` is the
-previous step's ``AttentionOutput.state``.
+previous step's ``AttentionOutput.state``. A one-step query (B, Dq) gives a
+context (B, D) and weights (B, S) (the L axis dropped). Each mechanism's
+``output_dim`` attribute is the size D of its context.
 """
 
 from __future__ import annotations

@@ -26,6 +26,14 @@ decoder-style call of :mod:`attnkit.nn.base`::
     # key_mask (B, S) bool, True = real token; out is an AttentionOutput
     # (context (B, [L,] output_dim), weights, log_prob, state for the next step)
 
+``multi-head`` and ``self-attention`` also take ``num_heads`` (8 and 1 by
+default), which must divide ``query_dim`` (or pass ``head_dim``); their
+context has ``out_dim`` (default ``query_dim``) features. ``luong-location``
+needs ``max_source_len``; ``luong-dot`` needs ``key_dim == query_dim``.
+Stateful mechanisms return in ``state`` what the next step needs (content:
+the previous weights (B, S); multi-head: its KVCache when given one; local:
+``{"centers": p_t}``); pass it back as ``state=``. Stateless ones return None.
+
 Mechanisms of kind ``"vision"`` are built as ``create(name, channels, **options)``
 and take (B, C, H, W) images; kind ``"unit"`` (sigma-pi) as
 ``create(name, in_features, **options)``.

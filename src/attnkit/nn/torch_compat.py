@@ -18,6 +18,8 @@ Differences, on purpose:
 * A query row with no allowed key gets weights 0, and where it has none in
   every head, output 0 (torch returns NaN for both). Where only some heads
   are empty, those heads contribute 0 (torch: NaN).
+* In training with ``dropout > 0`` the returned weights are those before
+  dropout (attnkit's contract); torch returns the dropped ones.
 * ``is_causal=True`` without ``attn_mask`` applies the causal mask (torch
   raises); with ``attn_mask`` the mask is used as given, as torch does.
   (torch itself, for ``is_causal=True`` without ``key_padding_mask`` and
