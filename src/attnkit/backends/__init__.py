@@ -12,6 +12,7 @@ from .base import (
 from . import math as _math  # noqa: F401  (registers "math" and "reference")
 from . import sdpa as _sdpa  # noqa: F401  (registers "sdpa")
 from . import chunked as _chunked  # noqa: F401  (registers "chunked")
+from . import triton as _triton  # noqa: F401  (registers "triton_additive", "triton_dot"; imports triton lazily)
 from .base import available_bytes, format_bytes
 from .chunked import chunked_attention
 from .weights import attention_weights, column_sums
