@@ -17,6 +17,7 @@ __all__ = ["main", "COMMANDS", "CliError"]
 #: command name -> module that defines it (imported when the parser is built).
 COMMANDS: dict[str, str] = {
     "explain": "attnkit.cli.explain",
+    "generate": "attnkit.cli.generate",
     "info": "attnkit.cli.info",
     "list": "attnkit.cli.list",
 }

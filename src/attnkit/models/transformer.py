@@ -194,6 +194,8 @@ class TransformerLayer(nn.Module):
     def _self(self, h: Tensor, key_mask: Optional[Tensor], causal: bool, cache: Optional[KVCache],
               need_weights: bool) -> tuple[Tensor, Optional[Tensor]]:
         attn_mask = None
+        if causal and cache is not None and h.shape[1] == 1:
+            causal = False  # one new query at the end of the cache sees every cached key: no mask to build
         if self.window is not None:
             S = (cache.length if cache is not None else 0) + h.shape[1]
             attn_mask = _window_mask(h.shape[1], S, self.window, h.device)  # (L, S)
@@ -308,6 +310,46 @@ def sample_next(logits: Tensor, *, temperature: float = 1.0, top_k: Optional[int
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (B,)
 
 
+#: ``--attention NAME`` for a Transformer: a score of the registry, or local (windowed) attention
+_LOCAL_WINDOW = 8
+_ATTENTION_NAMES = {"multi-head": {}, "multihead": {}, "mha": {}, "transformer": {},
+                    "local": {"window": _LOCAL_WINDOW}, "local-m": {"window": _LOCAL_WINDOW}}
+
+
+def _resolve_overrides(cls: type, overrides: dict[str, Any]) -> dict[str, Any]:
+    """CLI-style overrides (``attention``, ``hidden_dim`` ...) as constructor options of ``cls``."""
+    import inspect
+
+    out = {k: v for k, v in overrides.items() if v is not None}
+    for rnn_only in ("decoder", "cell"):
+        if rnn_only in out:
+            raise ValueError(
+                f"--{rnn_only} configures the RNN seq2seq model; {cls.__name__} has no {rnn_only} "
+                f"(drop it, or pass --model seq2seq)"
+            )
+    att = out.pop("attention", None)
+    if att is not None:
+        key = str(att).strip().lower()
+        if key in _ATTENTION_NAMES:
+            out.update(_ATTENTION_NAMES[key])
+        elif key in SCORES or key.replace("-", "_") in SCORES:
+            out["score"] = key if key in SCORES else key.replace("-", "_")
+        else:
+            valid = sorted(set(SCORES) | set(_ATTENTION_NAMES))
+            raise ValueError(f"--attention {att!r} is not a score a {cls.__name__} can use; valid: {', '.join(valid)}")
+    hidden, embed = out.pop("hidden_dim", None), out.pop("embed_dim", None)
+    if hidden is not None or embed is not None:
+        if hidden is not None and embed is not None and hidden != embed:
+            raise ValueError(f"a {cls.__name__} has one width: --hidden-dim {hidden} and --embed-dim {embed} differ")
+        out["dim"] = hidden if hidden is not None else embed
+    params = inspect.signature(cls.__init__).parameters
+    bad = [k for k in out if k not in params or k == "self"]
+    if bad:
+        valid = [k for k in params if k not in ("self",)]
+        raise ValueError(f"{cls.__name__} has no option {', '.join(map(repr, bad))}; its options: {', '.join(valid)}")
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # GPT
 # ----------------------------------------------------------------------------------------------
@@ -385,10 +427,13 @@ class GPT(nn.Module):
     @classmethod
     def config_for_task(cls, task: Any, **overrides: Any) -> dict[str, Any]:
         """Sized for a language-modelling task: its vocabulary and block size (nanoGPT's baby GPT otherwise)."""
+        if not hasattr(task, "vocab") or not hasattr(task, "encode_prompt"):
+            raise ValueError(f"gpt is a language model; task {task.name!r} is not language modelling "
+                             "(use attnkit train shakespeare --model gpt, or --model transformer for translation tasks)")
         defaults = dict(getattr(task, "model_defaults", {}) or {})
         cfg = {"model": "gpt", "vocab_size": len(task.vocab), "block_size": getattr(task, "block_size", 256)}
         cfg.update({k: v for k, v in defaults.items() if k in _GPT_KEYS})
-        cfg.update({k: v for k, v in overrides.items() if v is not None})
+        cfg.update(_resolve_overrides(cls, overrides))
         return cfg
 
     def num_parameters(self) -> int:
@@ -574,12 +619,15 @@ class BERT(nn.Module):
 
     @classmethod
     def config_for_task(cls, task: Any, **overrides: Any) -> dict[str, Any]:
+        if getattr(task, "kind", None) not in ("mlm", "classify"):
+            raise ValueError(f"bert needs a masked-LM or classification task; task {task.name!r} is neither "
+                             "(use shakespeare-mlm or shakespeare-genre)")
         defaults = dict(getattr(task, "model_defaults", {}) or {})
         cfg = {"model": "bert", "vocab_size": len(task.vocab), "block_size": getattr(task, "block_size", 128)}
         cfg.update({k: v for k, v in defaults.items() if k in _GPT_KEYS or k == "num_classes"})
         cfg.pop("num_kv_heads", None)
         cfg.pop("tie_weights", None)
-        cfg.update({k: v for k, v in overrides.items() if v is not None})
+        cfg.update(_resolve_overrides(cls, overrides))
         return cfg
 
     def forward(self, x: Tensor, *, key_mask: Optional[Tensor] = None, need_weights: bool = False) -> EncoderOutput:
@@ -652,6 +700,14 @@ class Seq2SeqOutput(NamedTuple):
     encoder_weights: Optional[list[Tensor]] = None  # per layer (B, H, S, S)
     self_weights: Optional[list[Tensor]] = None  # per layer (B, H, T, T)
     cross_weights: Optional[list[Tensor]] = None  # per layer (B, H, T, S)
+
+
+#: per-task sizes of the encoder-decoder (small: these tasks are short strings on a 2-core CPU)
+SEQ2SEQ_DEFAULTS: dict[str, dict[str, Any]] = {
+    "numbers": {"dim": 128, "num_heads": 4, "encoder_layers": 2, "decoder_layers": 2, "dropout": 0.1},
+    "dates": {"dim": 128, "num_heads": 4, "encoder_layers": 2, "decoder_layers": 2, "dropout": 0.1},
+    "g2p": {"dim": 192, "num_heads": 4, "encoder_layers": 3, "decoder_layers": 3, "dropout": 0.1},
+}
 
 
 @register_model("transformer", "encoder-decoder")
@@ -744,8 +800,12 @@ class Transformer(nn.Module):
     @classmethod
     def config_for_task(cls, task: Any, **overrides: Any) -> dict[str, Any]:
         """Sized for a sequence-to-sequence task: its two vocabularies (the rest: our defaults)."""
+        if not hasattr(task, "src_vocab") or hasattr(task, "encode_prompt"):
+            raise ValueError(f"transformer is an encoder-decoder for translation tasks; for {task.name!r} use "
+                             f"--model {getattr(task, 'default_model', 'gpt')}")
         cfg = {"model": "transformer", "src_vocab_size": len(task.src_vocab), "tgt_vocab_size": len(task.tgt_vocab)}
-        cfg.update({k: v for k, v in overrides.items() if v is not None})
+        cfg.update(SEQ2SEQ_DEFAULTS.get(task.name, {}))
+        cfg.update(_resolve_overrides(cls, overrides))
         return cfg
 
     def num_parameters(self) -> int:
