@@ -20,6 +20,11 @@ COMMANDS: dict[str, str] = {
     "generate": "attnkit.cli.generate",
     "info": "attnkit.cli.info",
     "list": "attnkit.cli.list",
+    "train": "attnkit.cli.train",
+    "evaluate": "attnkit.cli.evaluate",
+    "predict": "attnkit.cli.predict",
+    "demo": "attnkit.cli.demo",
+    "compare": "attnkit.cli.compare",
 }
 
 

@@ -1,0 +1,80 @@
+"""``attnkit compare TASK --attention a,b,c``: train one model per mechanism, same budget, one table.
+
+    attnkit compare g2p --attention bahdanau,luong-general,local-m,local-p --minutes 5
+
+Like Luong et al. 2015 (arXiv:1508.04025, Table 1) comparing global and
+local attention: every row uses the same task split, seed, decoder, sizes and
+budget, and reports the held-out exact match, token error rate (PER for
+g2p), word error rate, parameter count and training time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from . import CliError
+from .train import add_train_flags, build, json_line
+
+__all__ = ["add_parser", "run", "format_table"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="train several attention mechanisms on one task and tabulate them", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("task", help="task name")
+    p.add_argument("--attention", required=True, help="comma-separated mechanism names, e.g. bahdanau,luong-general,local-m,local-p")
+    add_train_flags(p)
+    p.add_argument("--out", help="directory for the runs (one sub-directory per mechanism) and compare.json")
+    p.set_defaults(func=run)
+
+
+def format_table(rows: list[dict], unit: str) -> str:
+    heads = ["attention", "exact match", f"{unit} err", "WER", "parameters", "time (s)", "steps"]
+    body = [
+        [
+            r["attention"],
+            f"{r.get('exact_match', float('nan')):.2%}",
+            f"{r.get('token_error_rate', float('nan')):.2%}",
+            f"{r.get('word_error_rate', float('nan')):.2%}",
+            f"{r.get('parameters', 0):,}",
+            f"{r.get('seconds', 0):.1f}",
+            str(r.get("steps", "")),
+        ]
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(heads)]
+    lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(heads, widths)))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(b, widths))) for b in body]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import default_run_dir, train
+
+    names = [n.strip() for n in args.attention.split(",") if n.strip()]
+    if not names:
+        raise CliError("--attention needs at least one mechanism name, e.g. bahdanau,luong-general")
+    if len(set(names)) != len(names):
+        raise CliError(f"--attention lists a mechanism twice: {args.attention}")
+    built = [(n, *build(args.task, args, attention=n)) for n in names]  # fail fast on a bad name, before any training
+    root = Path(args.out) if args.out else default_run_dir(args.task, "compare")
+    rows = []
+    for n, task, model in built:
+        if not args.json:
+            print(f"training {n} ({sum(p.numel() for p in model.parameters()):,} parameters) ...", flush=True)
+        res = train(
+            task, model, steps=args.steps, minutes=args.minutes, seed=args.seed, device=args.device, out_dir=root / n,
+            batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every, progress=False if args.json else None,
+        )
+        rows.append(res)
+    unit = {"phoneme": "PER", "char": "CER"}.get(getattr(built[0][1], "unit", "char"), "token")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "compare.json").write_text(json.dumps(rows, indent=1) + "\n")
+    if args.json:
+        print(json_line({"task": args.task, "runs": rows, "run_dir": str(root)}))
+        return 0
+    print(format_table(rows, unit))
+    print(f"runs and compare.json in {root}")
+    return 0
