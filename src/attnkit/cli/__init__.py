@@ -16,6 +16,7 @@ __all__ = ["main", "COMMANDS", "CliError"]
 
 #: command name -> module that defines it (imported when the parser is built).
 COMMANDS: dict[str, str] = {
+    "bench": "attnkit.cli.bench",
     "explain": "attnkit.cli.explain",
     "generate": "attnkit.cli.generate",
     "info": "attnkit.cli.info",
