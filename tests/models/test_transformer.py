@@ -354,3 +354,14 @@ def test_post_norm_gpt_and_every_score_train_one_step() -> None:
         loss, m = g.loss(SimpleNamespace(x=idx[:, :-1], y=idx[:, 1:]))
         loss.backward()
         assert math.isfinite(m["loss"]) and all(p.grad is not None for p in g.parameters() if p.requires_grad)
+
+
+def test_suppressed_ids_are_never_generated() -> None:
+    g = tiny_gpt()
+    with torch.no_grad():
+        g.tok_emb.weight[5] *= 50  # make id 5 overwhelmingly likely wherever it is allowed
+    free = g.generate([1, 2], max_new_tokens=20, temperature=0)
+    banned = g.generate([1, 2], max_new_tokens=20, temperature=1.0, suppress_ids=[0, 1, 2, 3, 5],
+                        generator=torch.Generator().manual_seed(0))
+    assert 5 in free[0, 2:].tolist()
+    assert not set(banned[0, 2:].tolist()) & {0, 1, 2, 3, 5}

@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     prompt = torch.tensor([ids] * args.num_samples, dtype=torch.long, device=next(model.parameters()).device)
     t0 = time.perf_counter()
     out = model.generate(prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                         top_p=args.top_p, use_cache=not args.no_cache, generator=gen)
+                         top_p=args.top_p, use_cache=not args.no_cache, generator=gen,
+                         suppress_ids=getattr(task, "special_ids", None))
     seconds = time.perf_counter() - t0
     texts = [task.vocab.decode(row.tolist()) for row in out]
     rate = args.max_new_tokens * args.num_samples / max(seconds, 1e-9)

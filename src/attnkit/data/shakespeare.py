@@ -269,6 +269,11 @@ class ShakespeareTask(Task):
         return {"vocab_size": len(self.vocab), "block_size": self.block_size, "num_layers": 4, "num_heads": 4,
                 "dim": 128, "dropout": 0.0}
 
+    @property
+    def special_ids(self) -> list[int]:
+        """Ids that are not characters of the text (PAD, BOS, EOS, UNK, <mask>): never generated."""
+        return [i for i, t in enumerate(self.vocab.itos) if i < len(SPECIALS) or t == MASK_TOKEN]
+
     def split_size(self, split: str) -> int:
         return int(self._split(split).numel())
 

@@ -488,10 +488,12 @@ class GPT(nn.Module):
         top_p: Optional[float] = None,
         use_cache: bool = True,
         generator: Optional[torch.Generator] = None,
+        suppress_ids: Optional[Sequence[int]] = None,
     ) -> Tensor:
         """Continue ``prompt_ids`` ((L,) or (B, L)) by ``max_new_tokens``: (B, L + new) ids.
 
-        ``temperature=0`` is greedy. Past ``block_size`` the context is the last
+        ``temperature=0`` is greedy; ``suppress_ids`` are never produced (e.g. the
+        vocabulary's PAD/BOS/EOS/UNK, which a character LM never sees as targets). Past ``block_size`` the context is the last
         ``block_size`` tokens (nanoGPT's crop); with ``use_cache`` the KV cache
         serves every step until the context is full, then the window is
         recomputed each step, so cached and uncached generation give the same tokens.
@@ -509,6 +511,11 @@ class GPT(nn.Module):
                 f"pass at most its last {self.block_size} tokens"
             )
         _check_int("max_new_tokens", max_new_tokens, minimum=0)
+        banned = None
+        if suppress_ids:
+            banned = torch.as_tensor(list(suppress_ids), dtype=torch.long, device=idx.device)
+            if int(banned.min()) < 0 or int(banned.max()) >= self.vocab_size:
+                raise ValueError(f"suppress_ids must be ids in 0..{self.vocab_size - 1}, got {list(suppress_ids)}")
         was_training = self.training
         self.eval()
         try:
@@ -522,6 +529,8 @@ class GPT(nn.Module):
                 if cache is None:
                     feed = idx[:, -self.block_size :]  # (B, <=block)
                 logits = self(feed, cache=cache, last_only=True).logits[:, -1]  # (B, V)
+                if banned is not None:
+                    logits = logits.index_fill(-1, banned, float("-inf"))
                 nxt = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
                 idx = torch.cat([idx, nxt[:, None]], dim=1)  # (B, L+1)
                 feed = nxt[:, None]  # (B, 1)
