@@ -88,6 +88,8 @@ class _Launch:
         meta = dict(
             IS_ADDITIVE=self.additive, HAS_BIAS=self.bias is not None, BIAS_BOOL=self.bias_bool,
             CAUSAL=self.spec.causal is not None, BQ=self.bq, BK=self.bk, BD=_next_pow2(D), BE=_next_pow2(EV),
+            # float32 inputs: exact products; half inputs: tensor cores (TF32 on the float32 tiles)
+            PRECISION="ieee" if qp.dtype == torch.float32 else "tf32",
         )
         return [bias, args], meta
 

@@ -37,13 +37,14 @@ def _tanh(x):
 @triton.jit
 def _scores(q, k, va, offs_q, offs_k, b, h, L, S, scale, causal_offset,
             BIAS, sb_b, sb_h, sb_l, sb_s,
-            IS_ADDITIVE: tl.constexpr, HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr, CAUSAL: tl.constexpr):
+            IS_ADDITIVE: tl.constexpr, HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr, CAUSAL: tl.constexpr,
+            PRECISION: tl.constexpr):
     """Masked, scaled scores (BQ, BK) of a tile; forbidden positions are -inf."""
     if IS_ADDITIVE:
         t = _tanh(q[:, None, :] + k[None, :, :])  # (BQ, BK, D)
         s = tl.sum(t * va[None, None, :], axis=2)
     else:
-        s = tl.dot(q, tl.trans(k), input_precision="ieee")
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
     s = s * scale
     valid = (offs_q[:, None] < L) & (offs_k[None, :] < S)
     if HAS_BIAS:
@@ -64,7 +65,8 @@ def attn_fwd(QP, KP, V, VA, BIAS, OUT, LSE,
              sb_b, sb_h, sb_l, sb_s, so_b, so_h, so_l,
              H, L, S, D, EV, scale, causal_offset,
              IS_ADDITIVE: tl.constexpr, HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr, CAUSAL: tl.constexpr,
-             BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BE: tl.constexpr):
+             BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BE: tl.constexpr,
+             PRECISION: tl.constexpr):
     pid_q = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // H
@@ -89,7 +91,7 @@ def attn_fwd(QP, KP, V, VA, BIAS, OUT, LSE,
         k = tl.load(KP + b * sk_b + h * sk_h + offs_k[:, None] * sk_s + offs_d[None, :],
                     mask=(offs_k[:, None] < S) & (offs_d[None, :] < D), other=0.0).to(tl.float32)
         s = _scores(q, k, va, offs_q, offs_k, b, h, L, S, scale, causal_offset, BIAS, sb_b, sb_h, sb_l, sb_s,
-                    IS_ADDITIVE, HAS_BIAS, BIAS_BOOL, CAUSAL)
+                    IS_ADDITIVE, HAS_BIAS, BIAS_BOOL, CAUSAL, PRECISION)
         m_new = tl.maximum(m, tl.max(s, 1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         p = tl.exp(s - m_safe[:, None])
@@ -97,7 +99,7 @@ def attn_fwd(QP, KP, V, VA, BIAS, OUT, LSE,
         l_sum = l_sum * alpha + tl.sum(p, 1)
         vt = tl.load(V + b * sv_b + h * sv_h + offs_k[:, None] * sv_s + offs_e[None, :],
                      mask=(offs_k[:, None] < S) & (offs_e[None, :] < EV), other=0.0).to(tl.float32)
-        acc = acc * alpha[:, None] + tl.dot(p, vt, input_precision="ieee")
+        acc = acc * alpha[:, None] + tl.dot(p, vt, input_precision=PRECISION)
         m = m_new
     ok = l_sum > 0
     out = tl.where(ok[:, None], acc / tl.where(ok, l_sum, 1.0)[:, None], 0.0)
@@ -113,7 +115,8 @@ def attn_bwd_dkv(QP, KP, V, VA, BIAS, DO, LSE, DELTA, DKP, DV, DVA,
                  sb_b, sb_h, sb_l, sb_s, so_b, so_h, so_l,
                  H, L, S, D, EV, scale, causal_offset,
                  IS_ADDITIVE: tl.constexpr, HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr, CAUSAL: tl.constexpr,
-                 BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BE: tl.constexpr):
+                 BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BE: tl.constexpr,
+             PRECISION: tl.constexpr):
     """dkp, dv of one key block (and its share of dva), looping over query blocks.
 
     DO, DKP, DV are contiguous like QP/KP/V with the o-strides (so_*) for DO;
@@ -149,10 +152,10 @@ def attn_bwd_dkv(QP, KP, V, VA, BIAS, DO, LSE, DELTA, DKP, DV, DVA,
         lse = tl.load(LSE + bh * L + offs_q, mask=qmask, other=float("inf"))
         delta = tl.load(DELTA + bh * L + offs_q, mask=qmask, other=0.0)
         s = _scores(q, k, va, offs_q, offs_k, b, h, L, S, scale, causal_offset, BIAS, sb_b, sb_h, sb_l, sb_s,
-                    IS_ADDITIVE, HAS_BIAS, BIAS_BOOL, CAUSAL)
+                    IS_ADDITIVE, HAS_BIAS, BIAS_BOOL, CAUSAL, PRECISION)
         p = tl.exp(s - lse[:, None])  # (BQ, BK)
-        dv += tl.dot(tl.trans(p), do, input_precision="ieee")
-        dp = tl.dot(do, tl.trans(vt), input_precision="ieee")
+        dv += tl.dot(tl.trans(p), do, input_precision=PRECISION)
+        dp = tl.dot(do, tl.trans(vt), input_precision=PRECISION)
         ds = p * (dp - delta[:, None]) * scale
         if IS_ADDITIVE:
             t = _tanh(q[:, None, :] + k[None, :, :])  # (BQ, BK, D)
@@ -160,7 +163,7 @@ def attn_bwd_dkv(QP, KP, V, VA, BIAS, DO, LSE, DELTA, DKP, DV, DVA,
             dk += tl.sum(g, axis=0)
             dva += tl.sum(tl.sum(ds[:, :, None] * t, axis=0), axis=0)
         else:
-            dk += tl.dot(tl.trans(ds), q, input_precision="ieee")
+            dk += tl.dot(tl.trans(ds), q, input_precision=PRECISION)
     tl.store(DKP + b * sk_b + h * sk_h + offs_k[:, None] * sk_s + offs_d[None, :], dk,
              mask=kmask[:, None] & (offs_d[None, :] < D))
     tl.store(DV + b * sv_b + h * sv_h + offs_k[:, None] * sv_s + offs_e[None, :], dv,
@@ -175,7 +178,8 @@ def attn_bwd_dq(QP, KP, V, VA, BIAS, DO, LSE, DELTA, DQP,
                 sb_b, sb_h, sb_l, sb_s, so_b, so_h, so_l,
                 H, L, S, D, EV, scale, causal_offset,
                 IS_ADDITIVE: tl.constexpr, HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr, CAUSAL: tl.constexpr,
-                BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BE: tl.constexpr):
+                BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BE: tl.constexpr,
+             PRECISION: tl.constexpr):
     """dqp of one query block, looping over key blocks."""
     pid_q = tl.program_id(0)
     bh = tl.program_id(1)
@@ -206,14 +210,14 @@ def attn_bwd_dq(QP, KP, V, VA, BIAS, DO, LSE, DELTA, DQP,
         vt = tl.load(V + b * sv_b + h * sv_h + offs_k[:, None] * sv_s + offs_e[None, :],
                      mask=kmask[:, None] & (offs_e[None, :] < EV), other=0.0).to(tl.float32)
         s = _scores(q, k, va, offs_q, offs_k, b, h, L, S, scale, causal_offset, BIAS, sb_b, sb_h, sb_l, sb_s,
-                    IS_ADDITIVE, HAS_BIAS, BIAS_BOOL, CAUSAL)
+                    IS_ADDITIVE, HAS_BIAS, BIAS_BOOL, CAUSAL, PRECISION)
         p = tl.exp(s - lse[:, None])
-        dp = tl.dot(do, tl.trans(vt), input_precision="ieee")
+        dp = tl.dot(do, tl.trans(vt), input_precision=PRECISION)
         ds = p * (dp - delta[:, None]) * scale
         if IS_ADDITIVE:
             t = _tanh(q[:, None, :] + k[None, :, :])
             dq += tl.sum(ds[:, :, None] * va[None, None, :] * (1.0 - t * t), axis=1)
         else:
-            dq += tl.dot(ds, k, input_precision="ieee")
+            dq += tl.dot(ds, k, input_precision=PRECISION)
     tl.store(DQP + b * sq_b + h * sq_h + offs_q[:, None] * sq_l + offs_d[None, :], dq,
              mask=qmask[:, None] & (offs_d[None, :] < D))
