@@ -204,3 +204,24 @@ def test_forward_errors():
     with pytest.raises(TypeError, match="KVCache"):
         m(x, cache="nope")
     assert isinstance(m.new_cache(2, 4), KVCache)
+
+
+def test_other_normalizers():
+    m = MultiHeadAttention(8, num_heads=2, normalizer="sparsemax", dtype=D64)
+    o = m(torch.randn(2, 5, 8, dtype=D64) * 4, need_weights=True)
+    torch.testing.assert_close(o.weights.sum(-1), torch.ones(2, 2, 5, dtype=D64))
+    assert (o.weights == 0).any()  # sparse
+    s = MultiHeadAttention(8, num_heads=2, normalizer="sample", dtype=D64)
+    o = s(torch.randn(2, 5, 8, dtype=D64), need_weights=True)
+    assert o.log_prob.shape == (2, 2, 5) and torch.all(o.log_prob <= 0)
+    assert torch.all(o.weights.sum(-1) == 1) and torch.all((o.weights == 0) | (o.weights == 1))
+    with pytest.raises(ValueError, match="unknown normalizer"):
+        MultiHeadAttention(8, num_heads=2, normalizer="softmaxx")
+
+
+def test_cross_attention_sizes_and_out_dim():
+    m = MultiHeadAttention(8, num_heads=2, key_dim=5, value_dim=3, out_dim=6, head_dim=3)
+    o = m(torch.randn(2, 4, 8), torch.randn(2, 7, 5), torch.randn(2, 7, 3), need_weights=True)
+    assert o.context.shape == (2, 4, 6) and o.weights.shape == (2, 2, 4, 7)
+    with pytest.raises(ValueError, match="key_dim=5"):
+        m(torch.randn(2, 4, 8), torch.randn(2, 7, 4), torch.randn(2, 7, 3))

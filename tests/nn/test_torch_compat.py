@@ -181,3 +181,10 @@ def test_bad_masks_and_sizes_raise():
         m(x, x, x, attn_mask=torch.zeros(4, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="num_heads=3 does not divide embed_dim=8"):
         MultiheadAttention(8, 3)
+
+
+def test_torch_loads_our_state_dict_too():
+    for kw in ({}, {"kdim": 3, "vdim": 5, "add_bias_kv": True}, {"bias": False}):
+        ours = MultiheadAttention(8, 2, **kw)
+        ref = torch.nn.MultiheadAttention(8, 2, **kw)
+        ref.load_state_dict(ours.state_dict())  # strict: the same names and shapes both ways
