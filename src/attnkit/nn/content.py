@@ -134,7 +134,7 @@ class ContentAttention(nn.Module):
         """Content weights softmax(β cos(k, M)) (B, L, N) via attnkit.functional."""
         k = self.key(h)  # (B, L, Dk)
         beta = F.softplus(self.beta(h)).squeeze(-1)  # (B, L)
-        _, w = attend(k, mem, values, score=Cosine(beta.unsqueeze(1)), mask=mask, return_weights=True)
+        _, w = attend(k, mem, values, score=Cosine(beta.unsqueeze(1)), mask=mask, return_weights=True)  # β (B, 1, L)
         return w  # (B, L, N)
 
     def forward(

@@ -254,7 +254,7 @@ class MultiheadAttention(nn.Module):
             allowed = fmasks.to_bool(mask).expand(N, H, L, k.shape[2]).any(-1)  # (N, H, L)
             empty = ~allowed.any(1)  # (N, L): no head may attend anywhere
             if bool(empty.any()):
-                out = out.masked_fill(empty.unsqueeze(-1), 0.0)
+                out = out.masked_fill(empty.unsqueeze(-1), 0.0)  # (N, L, 1)
         if w is not None and average_attn_weights:
             w = w.mean(dim=1)  # (N, L, S')
         if unbatched:
