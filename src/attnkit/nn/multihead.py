@@ -160,6 +160,18 @@ class MultiHeadAttention(nn.Module):
 
     Returns AttentionOutput(context (B, L, out_dim), weights or None,
     log_prob (B, H, L) for stochastic normalizers, state = the cache).
+
+    Example::
+
+        >>> mha = MultiHeadAttention(16, num_heads=4, num_kv_heads=2, rope=True)
+        >>> x = torch.randn(2, 5, 16)
+        >>> out = mha(x, causal=True, need_weights=True)
+        >>> out.context.shape, out.weights.shape
+        (torch.Size([2, 5, 16]), torch.Size([2, 4, 5, 5]))
+        >>> cache = mha.new_cache(2, 5)
+        >>> steps = [mha(x[:, t:t + 1], causal=True, cache=cache).context for t in range(5)]
+        >>> torch.allclose(torch.cat(steps, 1), out.context, atol=1e-6)
+        True
     """
 
     def __init__(
