@@ -134,8 +134,10 @@ class Backend:
             reasons.append(f"score {spec.score.name!r} is not a dot product")
         if not reasons:
             need = self.memory_bytes(spec)
-            have = available_bytes(spec.device)
-            if need and have is not None and need > have:
+            # probing free memory costs a file read: only for calls that could plausibly exhaust it
+            probe = need > _PROBE_ABOVE or "ATTNKIT_MEMORY_LIMIT" in os.environ
+            have = available_bytes(spec.device) if probe else None
+            if have is not None and need > have:
                 reasons.append(
                     f"needs about {format_bytes(need)} but {format_bytes(have)} is available on {spec.device}"
                 )
@@ -146,6 +148,10 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"<backend {self.name}>"
+
+
+#: calls estimated below this many bytes skip the free-memory probe.
+_PROBE_ABOVE = 64 << 20
 
 
 def available_bytes(device: torch.device) -> int | None:

@@ -16,6 +16,7 @@ Weights on request are recomputed from the kernel's log-sum-exp.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from typing import Any
@@ -36,6 +37,11 @@ __all__ = ["TritonAdditiveBackend", "TritonDotBackend", "triton_attention", "int
 def interpreting() -> bool:
     """Whether Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1)."""
     return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
 
 
 def _next_pow2(n: int, lo: int = 16) -> int:
@@ -176,7 +182,7 @@ class _TritonBackend(Backend):
     max_head_dim = 256
 
     def unavailable_reason(self) -> str | None:
-        if importlib.util.find_spec("triton") is None:
+        if not _triton_installed():
             return "triton is not installed (pip install 'attnkit[triton]')"
         if not interpreting() and not torch.cuda.is_available():
             return "needs a CUDA GPU (none here); runs on CPU tensors only under TRITON_INTERPRET=1, for tests"
