@@ -224,17 +224,24 @@ def measure(cfg: dict[str, Any], *, warmup: int, repeats: int, threads: int, mem
     res: dict[str, Any] = {}
     peak_mb = None
     if memory:
-        step()  # warm-up (compilation, lazy init) outside the measured call
+        single = warmup == 0 and repeats == 1  # one cold call timed and measured at once (huge sizes)
+        if not single:
+            step()  # warm-up (compilation, lazy init) outside the measured call
         gc.collect()
-        if _reset_peak():
-            base = _rss_kb("VmRSS")
-            step()
-            hwm = _rss_kb("VmHWM")
-            if base is not None and hwm is not None:
-                peak_mb = max(0.0, (hwm - base) / 1024)
-        if peak_mb is None:
+        reset = _reset_peak()
+        base = _rss_kb("VmRSS")
+        t0 = time.perf_counter()
+        step()
+        elapsed = (time.perf_counter() - t0) * 1e3
+        hwm = _rss_kb("VmHWM")
+        if reset and base is not None and hwm is not None:
+            peak_mb = max(0.0, (hwm - base) / 1024)
+        else:
             peak_mb = max(0.0, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - cold_base) / 1024)
         res["peak_mb"] = peak_mb
+        if single:
+            res["ms"] = [elapsed]
+            return res
     if repeats > 0:
         for _ in range(warmup):
             step()
@@ -289,6 +296,8 @@ def run_config(cfg: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
         except (RuntimeError, MemoryError) as e:
             return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
     job = {"cfg": cfg, "warmup": warmup, "repeats": repeats, "threads": opts["threads"], "memory": False}
+    if warmup == 0 and repeats == 1 and opts["memory"]:  # huge: one call, timed and measured in one child
+        return _in_subprocess({**job, "memory": True}, memory_env=True)
     res = _in_subprocess(job, memory_env=False)
     if opts["memory"] and "error" not in res:
         mem = _in_subprocess({**job, "memory": True, "repeats": 0}, memory_env=True)
