@@ -287,3 +287,30 @@ def test_self_attention_textbook_formula():
     mc = SelfAttention(4, causal=True, dtype=D64)
     w = mc(x, need_weights=True).weights
     assert torch.all(w[:, 0].triu(1) == 0)
+
+
+@pytest.mark.parametrize("make", [lambda: AdditiveAttention(3, key_dim=4, dtype=D64),
+                                  lambda: LuongAttention(3, key_dim=4, mode="concat", dtype=D64)])
+def test_projected_keys_are_reused_across_steps(make):
+    """W_k k is computed once per source and carried in the state (Bahdanau et al.'s footnote)."""
+    m = make()
+    q, k = torch.randn(2, 4, 3, dtype=D64), torch.randn(2, 6, 4, dtype=D64, requires_grad=True)
+    km = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    full = m(q, k, key_mask=km)
+    state, ctx = None, []
+    for step in range(4):
+        out = m(q[:, step], k, key_mask=km, step=step, state=state)
+        if state is not None:
+            assert out.state is state and out.state["projected_keys"] is state["projected_keys"]
+        state = out.state
+        ctx.append(out.context)
+    torch.testing.assert_close(torch.stack(ctx, 1), full.context)
+    g_steps = torch.autograd.grad(torch.stack(ctx, 1).sum(), [k, m.w_k])
+    g_full = torch.autograd.grad(full.context.sum(), [k, m.w_k])
+    for a, b in zip(g_steps, g_full):
+        torch.testing.assert_close(a, b)
+    # other keys, or W_k changed in place: projected again
+    assert m(q[:, 0], k.detach().clone(), state=state).state is not state
+    with torch.no_grad():
+        m.w_k.mul_(2.0)
+    assert m(q[:, 0], k, state=state).state is not state

@@ -3,6 +3,11 @@ Jointly Learning to Align and Translate" (arXiv:1409.0473).
 
 ``e_ts = vᵀ tanh(W_q q_t + W_k k_s [+ b]);  α_t = softmax(e_t);  c_t = Σ_s α_ts v_s``
 
+``W_k k_s`` does not depend on the decoder step t, so, as the paper's
+footnote suggests, it is computed once per source: the returned ``state``
+holds the projected keys, and passing it back with the same ``keys`` tensor
+(``state=out.state``) skips the projection at every later step.
+
 With ``normalize=True`` the score uses the weight-normalised
 ``v = g · v / |v|`` and a bias ``b`` (Salimans & Kingma 2016, arXiv:1602.07868),
 as TensorFlow Addons' ``BahdanauAttention(normalize=True)`` does.
@@ -22,7 +27,7 @@ from ._common import check_dim, check_dropout, check_normalizer, decoder_attend,
 from .base import AttentionOutput
 from .registry import register_mechanism
 
-__all__ = ["AdditiveAttention", "additive_score"]
+__all__ = ["AdditiveAttention", "additive_score", "ProjectedAdditive", "projected_keys"]
 
 
 def additive_score(w_q: Tensor, w_k: Tensor, v: Tensor, bias: Optional[Tensor] = None, *, g: Optional[Tensor] = None) -> Additive:
@@ -31,6 +36,52 @@ def additive_score(w_q: Tensor, w_k: Tensor, v: Tensor, bias: Optional[Tensor] =
     if g is not None:
         v = g * v / v.norm(dim=-1, keepdim=True)
     return Additive(w_q, w_k, v, bias)
+
+
+class ProjectedAdditive(Additive):
+    """The additive score over keys already projected by W_k (``kp = k W_kᵀ``, (.., S, D)).
+
+    ``project(q, kp) = (W_q q + b, kp)``; ``pairwise`` is :class:`Additive`'s
+    own, so every backend that tiles the additive score runs it unchanged.
+    """
+
+    def __init__(self, w_q: Tensor, v: Tensor, bias: Optional[Tensor] = None) -> None:
+        for n, t in (("w_q", w_q), ("v", v)):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"{n} must be a Tensor, got {type(t).__name__}")
+        if v.shape[-1] != w_q.shape[-2]:
+            raise ValueError(f"w_q {tuple(w_q.shape)} and v {tuple(v.shape)} disagree on D")
+        self.w_q, self.w_k, self.v, self.bias = w_q, None, v, bias
+
+    def check(self, q: Tensor, k: Tensor) -> None:
+        if self.w_q.shape[-1] != q.shape[-1]:
+            raise ValueError(f"w_q has shape {tuple(self.w_q.shape)} but query has {q.shape[-1]} features")
+        if k.shape[-1] != self.v.shape[-1]:
+            raise ValueError(f"projected keys have {k.shape[-1]} features; expected D = {self.v.shape[-1]}")
+
+    def project(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        qp = torch.matmul(q, self.w_q.to(q.dtype).transpose(-1, -2))  # (B, H, L, D)
+        if self.bias is not None:
+            qp = qp + self.bias.to(q.dtype)
+        return qp, k
+
+
+def projected_keys(keys: Tensor, w_k: Tensor, state: Any) -> tuple[Tensor, dict]:
+    """``keys W_kᵀ`` (B, S, D) and the state that carries it to the next step.
+
+    Reused from ``state`` only when it was made from this very ``keys`` tensor
+    and ``w_k`` has not been modified in place since (its version counter).
+    """
+    version = w_k._version
+    if (
+        isinstance(state, dict)
+        and state.get("keys") is keys
+        and state.get("w_k_version") == version
+        and isinstance(state.get("projected_keys"), Tensor)
+    ):
+        return state["projected_keys"], state
+    kp = keys @ w_k.transpose(0, 1)  # (B, S, Dk) @ (Dk, D) -> (B, S, D)
+    return kp, {"keys": keys, "w_k_version": version, "projected_keys": kp}
 
 
 @register_mechanism(
@@ -128,16 +179,21 @@ class AdditiveAttention(nn.Module):
         state: Any = None,
         need_weights: bool = False,
     ) -> AttentionOutput:
-        """Context of ``query`` over ``keys``; ``step`` and ``state`` are unused (stateless)."""
+        """Context of ``query`` over ``keys``. ``step`` is unused. The returned
+        ``state`` {"keys", "w_k_version", "projected_keys"} lets the next call with the
+        same ``keys`` skip ``W_k k`` (pass it back as ``state=``); any other
+        state is ignored."""
         di = decoder_inputs(
             "AdditiveAttention", query, keys, values, key_mask,
             query_dim=self.query_dim, key_dim=self.key_dim, value_dim=self.value_dim,
         )
+        kp, new_state = projected_keys(di.keys, self.w_k, state)  # (B, S, D)
+        v = self.v if self.g is None else self.g * self.v / self.v.norm()
         ctx, w, lp = decoder_attend(
-            di, score=self.score(), normalizer=self.normalizer, need_weights=need_weights,
-            dropout_p=self.dropout if self.training else 0.0,
+            di._replace(keys=kp), score=ProjectedAdditive(self.w_q, v, self.bias), normalizer=self.normalizer,
+            need_weights=need_weights, dropout_p=self.dropout if self.training else 0.0,
         )
-        return AttentionOutput(ctx, w, lp, None)
+        return AttentionOutput(ctx, w, lp, new_state)
 
     def extra_repr(self) -> str:
         return (

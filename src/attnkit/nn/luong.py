@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ..functional.scores import Additive, General, Location, Score
 from ._common import check_dim, check_dropout, check_normalizer, decoder_attend, decoder_inputs
+from .additive import ProjectedAdditive, projected_keys
 from .base import AttentionOutput
 from .registry import register_mechanism
 
@@ -138,7 +139,9 @@ class LuongAttention(nn.Module):
         state: Any = None,
         need_weights: bool = False,
     ) -> AttentionOutput:
-        """Context (or h̃_t with ``combine``) of ``query`` over ``keys``; stateless."""
+        """Context (or h̃_t with ``combine``) of ``query`` over ``keys``. Only
+        ``mode="concat"`` returns a state: its projected keys, reused when passed
+        back with the same ``keys`` (see :class:`AdditiveAttention`)."""
         di = decoder_inputs(
             "LuongAttention", query, keys, values, key_mask,
             query_dim=self.query_dim, key_dim=self.key_dim, value_dim=self.value_dim,
@@ -148,14 +151,20 @@ class LuongAttention(nn.Module):
                 f"LuongAttention(mode='location') was built with max_source_len={self.max_source_len} "
                 f"but got a source of length {di.keys.shape[1]}; build it with a larger max_source_len"
             )
+        new_state = None
+        if self.mode == "concat":  # W_k h̄_s is the same at every step: project the keys once per source
+            kp, new_state = projected_keys(di.keys, self.w_k, state)  # (B, S, D)
+            di, score = di._replace(keys=kp), ProjectedAdditive(self.w_q, self.v)
+        else:
+            score = self.score()
         ctx, w, lp = decoder_attend(
-            di, score=self.score(), normalizer=self.normalizer, need_weights=need_weights,
+            di, score=score, normalizer=self.normalizer, need_weights=need_weights,
             dropout_p=self.dropout if self.training else 0.0,
         )
         if self.w_c is not None:
             q = di.query.squeeze(1) if di.squeeze else di.query
             ctx = torch.tanh(self.w_c(torch.cat([ctx, q], dim=-1)))  # (B, [L,] Dv + Dq) -> (B, [L,] Dq)
-        return AttentionOutput(ctx, w, lp, None)
+        return AttentionOutput(ctx, w, lp, new_state)
 
     def extra_repr(self) -> str:
         return (
