@@ -59,7 +59,21 @@ def make_score(name: str, dtype: torch.dtype, g: torch.Generator):
 
 
 SCORES = ["dot", "scaled_dot", "general", "additive", "additive_per_head", "cosine", "location", "user"]
-MASKS = ["none", "padding", "causal", "causal_bottom_right", "window", "empty_rows", "float_bias", "gaussian"]
+MASKS = ["none", "padding", "causal", "causal_bottom_right", "window", "empty_rows", "float_bias", "gaussian",
+         "mask_mod", "score_mod"]
+
+
+def window_mod(b, h, q_idx, kv_idx):
+    """mask_mod: a local window |i - j| <= 1 (empty rows do not arise: L < S)."""
+    return (q_idx - kv_idx).abs() <= 1
+
+
+def alibi_mod(score, b, h, q_idx, kv_idx):
+    """score_mod: ALiBi-style per-head distance penalty (Press et al. 2021, arXiv:2108.12409)."""
+    return score - 0.25 * (h + 1) * (q_idx - kv_idx).abs()
+
+
+MODS = {"mask_mod": {"mask_mod": window_mod}, "score_mod": {"score_mod": alibi_mod}}
 
 
 def make_mask(kind: str, dtype: torch.dtype, g: torch.Generator) -> tuple[torch.Tensor | None, object]:
@@ -121,15 +135,16 @@ def test_backend_matches_reference(runner, score_name, mask_kind, dtype):
     want_weights = backend.supports_weights
 
     q, k, v = (t.to(dtype).requires_grad_() for t in (q64, k64, v64))
+    mods = MODS.get(mask_kind, {})
     spec = build_spec(q, k, v, score=score_d, score_params=params_d, mask=mask_d, causal=causal,
-                      return_weights=want_weights)
+                      return_weights=want_weights, **mods)
     reasons = backend.not_supported_reasons(spec)
     if reasons:
         pytest.skip(f"{runner} refuses: {'; '.join(reasons)}")
     for t in (q64, k64, v64):
         t.requires_grad_()
     spec64 = build_spec(q64, k64, v64, score=score, score_params=params64, mask=mask64, causal=causal,
-                        return_weights=want_weights)
+                        return_weights=want_weights, **mods)
     ref = reference.run(spec64)
     got = RUNNERS[runner](spec)
 
