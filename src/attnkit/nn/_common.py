@@ -133,9 +133,6 @@ def squeeze_step(t: Optional[Tensor], squeeze: bool) -> Optional[Tensor]:
     return t.squeeze(1)  # (B, 1, ...) -> (B, ...)
 
 
-def factory(device: Any, dtype: Any) -> dict[str, Any]:
-    return {"device": device, "dtype": dtype}
-
 
 def check_normalizer(normalizer: Any, normalizer_params: Optional[dict] = None):
     """Validate a normalizer name (or instance) at construction; returns the instance."""

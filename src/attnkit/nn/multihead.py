@@ -30,10 +30,6 @@ from .registry import register_mechanism
 
 __all__ = ["MultiHeadAttention", "KVCache"]
 
-#: scores with parameters that MultiHeadAttention owns (one set per head)
-_PARAM_SCORES = ("general", "additive")
-
-
 class KVCache:
     """Projected keys and values of the positions seen so far, for incremental decoding.
 
