@@ -124,7 +124,10 @@ def run(args: argparse.Namespace) -> int:
     from ..viz import alignment_grid, plot_alignments
     from ..data.numbers import number_words
 
+    import torch
+
     task = get_task(DEMO["task"], seed=args.seed, **DEMO["task_options"])
+    torch.manual_seed(args.seed)
     model = build_model(model_config_for_task("seq2seq", task, **DEMO["model"]))
     out = Path(args.out) if args.out else default_run_dir("demo")
     minutes = args.minutes if args.minutes is not None else (None if args.steps else DEMO["minutes"])

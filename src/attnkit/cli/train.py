@@ -71,6 +71,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def build(task_name: str, args: argparse.Namespace, *, attention: str | None) -> tuple[Any, Any]:
     """(task, model) from the command-line flags."""
+    import torch
+
     from ..data import get_task
     from ..models import build_model, model_config_for_task
 
@@ -78,6 +80,7 @@ def build(task_name: str, args: argparse.Namespace, *, attention: str | None) ->
     name = args.model or getattr(task, "default_model", "seq2seq")
     overrides = {"attention": attention, "decoder": args.decoder, "cell": args.cell, "hidden_dim": args.hidden_dim, "embed_dim": args.embed_dim}
     cfg = model_config_for_task(name, task, **{k: v for k, v in overrides.items() if v is not None})
+    torch.manual_seed(args.seed)  # the initialisation is part of the run: same seed, same model
     return task, build_model(cfg)
 
 

@@ -38,6 +38,9 @@ __all__ = ["Seq2Seq", "Encoder", "BahdanauDecoder", "LuongDecoder", "DECODERS", 
 
 PAD, BOS, EOS = 0, 1, 2
 
+#: mechanisms whose parameters are sized by the longest source (Luong's location score: a_t = softmax(W_a h_t))
+SIZED_BY_SOURCE = {"luong-location"}
+
 #: cell name -> (sequence RNN class, single-step cell class)
 CELLS: dict[str, tuple[type, type]] = {"gru": (nn.GRU, nn.GRUCell), "lstm": (nn.LSTM, nn.LSTMCell)}
 
@@ -120,10 +123,14 @@ class _Decoder(nn.Module):
         attention_options: dict[str, Any],
         input_dim: int,
         dropout: float,
+        max_source_len: int = 0,
     ) -> None:
         super().__init__()
         from ..nn import create
+        from ..nn.registry import resolve
 
+        if resolve(attention) in SIZED_BY_SOURCE and max_source_len:
+            attention_options = {"max_source_len": max_source_len, **attention_options}
         self.cell = cell
         self.hidden_dim = hidden_dim
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD)
@@ -216,6 +223,7 @@ class Seq2Seq(nn.Module):
         attention_options: extra keywords for the mechanism (``window`` for local-m ...).
         reinforce_weight: weight of the REINFORCE term when the attention is stochastic.
         label_smoothing: of the cross-entropy.
+        max_source_len: the longest source, for mechanisms sized by it (luong-location).
 
     Example::
 
@@ -238,6 +246,7 @@ class Seq2Seq(nn.Module):
         attention_options: Optional[dict[str, Any]] = None,
         reinforce_weight: float = 1.0,
         label_smoothing: float = 0.0,
+        max_source_len: int = 256,
     ) -> None:
         super().__init__()
         for n, v in (("src_vocab_size", src_vocab_size), ("tgt_vocab_size", tgt_vocab_size), ("embed_dim", embed_dim), ("hidden_dim", hidden_dim), ("encoder_layers", encoder_layers)):
@@ -264,15 +273,19 @@ class Seq2Seq(nn.Module):
             "attention_options": attention_options,
             "reinforce_weight": reinforce_weight,
             "label_smoothing": label_smoothing,
+            "max_source_len": max_source_len,
         }
         self.encoder = Encoder(src_vocab_size, embed_dim=embed_dim, hidden_dim=hidden_dim, layers=encoder_layers, cell=cell, dropout=dropout)
         self.decoder = DECODERS[decoder](
             tgt_vocab_size, embed_dim=embed_dim, hidden_dim=hidden_dim, cell=cell, attention=attention,
-            attention_options=attention_options, dropout=dropout,
+            attention_options=attention_options, dropout=dropout, max_source_len=max_source_len,
         )
         self.reinforce_weight = float(reinforce_weight)
         self.label_smoothing = float(label_smoothing)
-        self._baseline: Optional[Tensor] = None
+        from ..nn.hard import MovingAverageBaseline
+
+        # REINFORCE baseline for stochastic (hard) attention: a running mean of the reward (buffers only)
+        self.baseline = MovingAverageBaseline(0.9)
 
     @classmethod
     def config_for_task(cls, task: Any, **overrides: Any) -> dict[str, Any]:
@@ -283,6 +296,10 @@ class Seq2Seq(nn.Module):
             "tgt_vocab_size": len(task.tgt_vocab),
             **getattr(task, "model_defaults", {}),
         }
+        splits = getattr(task, "splits", {})
+        longest = max((len(task.src_vocab.tokens(e.src)) for exs in splits.values() for e in exs), default=0)
+        if longest:
+            cfg["max_source_len"] = longest + 16
         cfg.update({k: v for k, v in overrides.items() if v is not None})
         return cfg
 
@@ -321,10 +338,7 @@ class Seq2Seq(nn.Module):
             from ..nn import reinforce_loss
 
             reward = -(nll.detach() * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B,) mean token log-likelihood
-            if self._baseline is None:
-                self._baseline = reward.mean().detach()
-            rl = reinforce_loss((lp * mask).sum(1), reward, self._baseline)
-            self._baseline = 0.9 * self._baseline + 0.1 * reward.mean().detach()
+            rl = reinforce_loss((lp * mask).sum(1), reward, self.baseline(reward))
             loss = loss + self.reinforce_weight * rl
             metrics["reinforce"] = float(rl.detach())
         with torch.no_grad():
