@@ -225,3 +225,24 @@ def test_cross_attention_sizes_and_out_dim():
     assert o.context.shape == (2, 4, 6) and o.weights.shape == (2, 2, 4, 7)
     with pytest.raises(ValueError, match="key_dim=5"):
         m(torch.randn(2, 4, 8), torch.randn(2, 7, 4), torch.randn(2, 7, 3))
+
+
+def test_cross_attention_state_reuses_projected_memory():
+    m = MultiHeadAttention(8, num_heads=2, key_dim=6, dtype=D64)
+    q = torch.randn(2, 4, 8, dtype=D64)
+    mem = torch.randn(2, 5, 6, dtype=D64, requires_grad=True)
+    full = m(q, mem)
+    state, outs = None, []
+    for t in range(4):  # decoder-style: query (B, D), the same memory every step
+        out = m(q[:, t], mem, state=state)
+        if state is not None:
+            assert out.state is state
+        state = out.state
+        outs.append(out.context)
+    torch.testing.assert_close(torch.stack(outs, 1), full.context)
+    ga = torch.autograd.grad(torch.stack(outs, 1).sum(), [mem, m.k_proj.weight])
+    gb = torch.autograd.grad(full.context.sum(), [mem, m.k_proj.weight])
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b)
+    assert m(q[:, 0], mem.detach().clone(), state=state).state is not state  # other memory: projected anew
+    assert MultiHeadAttention(8, num_heads=2, dtype=D64)(q).state is None  # self-attention, no cache: no state

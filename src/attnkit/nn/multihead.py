@@ -151,6 +151,10 @@ class MultiHeadAttention(nn.Module):
     * cache: a :meth:`new_cache` object; new keys/values are appended and it
       is returned as ``state``. ``state=`` is the same argument under the
       decoder-style name (``step`` is ignored: positions come from the cache).
+    * Cross-attention without a cache returns as ``state`` the projected
+      keys/values; passed back (``state=out.state``) with the same ``key`` and
+      ``value`` tensors, the next call skips their projections (an RNN decoder
+      attending to one encoder output at every step).
     * need_weights: return per-head weights (B, H, L, S); otherwise none are
       computed, so fused backends (SDPA) can run the call.
 
@@ -328,9 +332,10 @@ class MultiHeadAttention(nn.Module):
         score_mod: Any = None,
         mask_mod: Any = None,
         step: Optional[int] = None,
-        state: Optional[KVCache] = None,
+        state: Optional[KVCache | dict] = None,
     ) -> AttentionOutput:
-        if state is not None:
+        projected = state if isinstance(state, dict) else None
+        if state is not None and projected is None:
             if cache is not None and cache is not state:
                 raise ValueError("pass the KV cache as cache= or as state=, not both")
             cache = state
@@ -358,8 +363,17 @@ class MultiHeadAttention(nn.Module):
 
         offset = cache.length if (cache is not None and not cache.static) else 0
         q = self._split(self.q_proj(query), self.num_heads)  # (B, H, L, Dh)
+        versions = (self.k_proj.weight._version, self.v_proj.weight._version)
+        new_state: Any = cache
         if reuse_static:
             k, v = cache.keys_so_far()  # (B, Hk, S, Dh)
+        elif (
+            cache is None and projected is not None and not self_attn and positions is None
+            and projected.get("key") is key and projected.get("value") is value
+            and projected.get("versions") == versions
+        ):
+            k, v = projected["k"], projected["v"]  # (B, Hk, S, Dh) from the previous step
+            new_state = projected
         else:
             k = self._split(self.k_proj(key), self.num_kv_heads)  # (B, Hk, S_new, Dh)
             v = self._split(self.v_proj(value), self.num_kv_heads)  # (B, Hk, S_new, Dh)
@@ -369,6 +383,8 @@ class MultiHeadAttention(nn.Module):
                 k = self.rotary(k, offset=offset, positions=positions)
             if cache is not None:
                 k, v = cache.append(k, v)  # (B, Hk, S, Dh)
+            elif not self_attn:
+                new_state = {"key": key, "value": value, "versions": versions, "k": k, "v": v}
         if self.rotary is not None:
             q = self.rotary(q, offset=offset, positions=positions)
         S = k.shape[2]
@@ -419,7 +435,7 @@ class MultiHeadAttention(nn.Module):
             out = out.squeeze(1)  # (B, out_dim)
             w = w.squeeze(2) if w is not None else None  # (B, H, S)
             lp = lp.squeeze(2) if lp is not None else None  # (B, H)
-        return AttentionOutput(out, w, lp, cache)
+        return AttentionOutput(out, w, lp, new_state)
 
     def extra_repr(self) -> str:
         return (
