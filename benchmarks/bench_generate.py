@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_generate.json"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/out/bench_generate.json"))
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)

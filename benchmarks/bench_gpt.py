@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--only", choices=("both", "ours", "peer"), default="both")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_gpt.json"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/out/bench_gpt.json"))
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)

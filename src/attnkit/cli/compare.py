@@ -1,6 +1,7 @@
 """``attnkit compare TASK --attention a,b,c``: train one model per mechanism, same budget, one table.
 
     attnkit compare g2p --attention bahdanau,luong-general,local-m,local-p --minutes 5
+    attnkit compare numbers --model seq2seq,transformer --minutes 3   # RNN beside Transformer
 
 Like Luong et al. 2015 (arXiv:1508.04025, Table 1) comparing global and
 local attention: every row uses the same task split, seed, decoder, sizes and
@@ -23,17 +24,17 @@ __all__ = ["add_parser", "run", "format_table"]
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="train several attention mechanisms on one task and tabulate them", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("task", help="task name")
-    p.add_argument("--attention", required=True, help="comma-separated mechanism names, e.g. bahdanau,luong-general,local-m,local-p")
+    p.add_argument("--attention", help="comma-separated mechanism names, e.g. bahdanau,luong-general,local-m,local-p")
     add_train_flags(p)
     p.add_argument("--out", help="directory for the runs (one sub-directory per mechanism) and compare.json")
     p.set_defaults(func=run)
 
 
 def format_table(rows: list[dict], unit: str) -> str:
-    heads = ["attention", "exact match", f"{unit} err", "WER", "parameters", "time (s)", "steps"]
+    heads = ["model / attention", "exact match", f"{unit} err", "WER", "parameters", "time (s)", "steps"]
     body = [
         [
-            r["attention"],
+            str(r.get("label") or r.get("attention")),
             f"{r.get('exact_match', float('nan')):.2%}",
             f"{r.get('token_error_rate', float('nan')):.2%}",
             f"{r.get('word_error_rate', float('nan')):.2%}",
@@ -53,12 +54,17 @@ def format_table(rows: list[dict], unit: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..train import default_run_dir, train
 
-    names = [n.strip() for n in args.attention.split(",") if n.strip()]
-    if not names:
-        raise CliError("--attention needs at least one mechanism name, e.g. bahdanau,luong-general")
-    if len(set(names)) != len(names):
-        raise CliError(f"--attention lists a mechanism twice: {args.attention}")
-    built = [(n, *build(args.task, args, attention=n)) for n in names]  # fail fast on a bad name, before any training
+    names = [n.strip() for n in (args.attention or "").split(",") if n.strip()]
+    models = [m.strip() for m in (args.model or "").split(",") if m.strip()]
+    if not names and len(models) < 2:
+        raise CliError("give --attention a,b (e.g. bahdanau,luong-general) and/or --model a,b (e.g. seq2seq,transformer)")
+    if len(set(names)) != len(names) or len(set(models)) != len(models):
+        raise CliError(f"--attention/--model list a name twice: {args.attention or ''} {args.model or ''}")
+    built = []  # every model x attention; fail fast on a bad name, before any training
+    for m in models or [args.model]:
+        for n in names or [None]:
+            label = "/".join(x for x in ((m if len(models) > 1 else None), n) if x)
+            built.append((label, *build(args.task, argparse.Namespace(**{**vars(args), "model": m}), attention=n)))
     root = Path(args.out) if args.out else default_run_dir(args.task, "compare")
     rows = []
     for n, task, model in built:
@@ -68,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
             task, model, steps=args.steps, minutes=args.minutes, seed=args.seed, device=args.device, out_dir=root / n,
             batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every, progress=False if args.json else None,
         )
+        res["label"] = n
         rows.append(res)
     unit = {"phoneme": "PER", "char": "CER"}.get(getattr(built[0][1], "unit", "char"), "token")
     root.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ import time
 
 from . import CliError
 
-__all__ = ["add_parser", "run", "plot_heads"]
+__all__ = ["add_parser", "run", "plot_heads", "plot_heads_grid"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -56,6 +56,30 @@ def plot_heads(weights, tokens: list[str], path: str, *, layer: int, title: str 
     items = [(weights[h], tokens, tokens) for h in range(weights.shape[0])]
     titles = [f"{title}layer {layer}, head {h}" for h in range(weights.shape[0])]
     return str(plot_alignments(items, path, titles=titles, cols_per_row=min(4, len(items))))
+
+
+def plot_heads_grid(model, task, texts: list[str], outputs: list[list[str]], layer: int, path: str) -> str:
+    """``attnkit predict --layer N --plot``: every cross-attention head of decoder layer N, one row per input."""
+    import torch
+
+    from ..viz import plot_alignments
+
+    n_layers = model.config["decoder_layers"]
+    li = layer if layer >= 0 else n_layers + layer
+    if not 0 <= li < n_layers:
+        raise CliError(f"--layer {layer}: the decoder has {n_layers} layers (0..{n_layers - 1}, or -1 for the last)")
+    items, titles = [], []
+    device = next(model.parameters()).device
+    for text, toks in zip(texts, outputs):
+        ids = task.encode_source(text)
+        src = torch.tensor([ids], device=device)
+        maps = model.cross_attention_maps(src, torch.tensor([len(ids)], device=device),
+                                          [task.tgt_vocab.stoi[t] for t in toks])[li]  # (H, T+1, S)
+        rows, cols = [*toks, "</s>"], task.src_vocab.tokens(task.normalize(text))
+        for h in range(maps.shape[0]):
+            items.append((maps[h], rows, cols))
+            titles.append(f"{text} · layer {li} head {h}")
+    return str(plot_alignments(items, path, titles=titles, cols_per_row=model.config["num_heads"]))
 
 
 def _check_args(args: argparse.Namespace) -> None:

@@ -26,6 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--beam", type=int, default=1, help="beam size (default 1 = greedy)")
     p.add_argument("--length-penalty", type=float, default=1.0, help="beam scores are log p / length**this")
     p.add_argument("--plot", help="save the alignment heatmap(s) to this .png/.svg/.pdf")
+    p.add_argument("--layer", type=int, default=None,
+                   help="Transformer runs: plot every head of this decoder layer's cross-attention (-1 = last)")
     p.add_argument("--no-grid", action="store_true", help="do not print the terminal grid")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--device", default="cpu")
@@ -63,7 +65,15 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_grid:
             print(alignment_grid(align, rows, src_toks))
             print()
-    if args.plot:
+    if args.plot and args.layer is not None:
+        if not hasattr(model, "cross_attention_maps"):
+            raise CliError(f"--layer plots the heads of a Transformer; this run holds a {model.config.get('model')} model")
+        from .generate import plot_heads_grid
+
+        path = plot_heads_grid(model, task, args.text, [p[0] for p in preds], args.layer, args.plot)
+        if not args.json:
+            print(f"attention of every head of layer {args.layer} saved to {path}")
+    elif args.plot:
         path = plot_alignments(items, args.plot, titles=[f"{t} → {joiner.join(p[0])}" for t, p in zip(args.text, preds)])
         if not args.json:
             print(f"alignment heatmap saved to {path}")

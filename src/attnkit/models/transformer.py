@@ -713,9 +713,12 @@ class Seq2SeqOutput(NamedTuple):
 
 #: per-task sizes of the encoder-decoder (small: these tasks are short strings on a 2-core CPU)
 SEQ2SEQ_DEFAULTS: dict[str, dict[str, Any]] = {
-    "numbers": {"dim": 128, "num_heads": 4, "encoder_layers": 2, "decoder_layers": 2, "dropout": 0.1},
-    "dates": {"dim": 128, "num_heads": 4, "encoder_layers": 2, "decoder_layers": 2, "dropout": 0.1},
-    "g2p": {"dim": 192, "num_heads": 4, "encoder_layers": 3, "decoder_layers": 3, "dropout": 0.1},
+    "numbers": {"dim": 64, "num_heads": 4, "encoder_layers": 2, "decoder_layers": 2, "dropout": 0.1},
+    "dates": {"dim": 64, "num_heads": 4, "encoder_layers": 2, "decoder_layers": 2, "dropout": 0.1},
+    "g2p": {"dim": 128, "num_heads": 4, "encoder_layers": 3, "decoder_layers": 3, "dropout": 0.1},
+    "copy": {"dim": 64, "num_heads": 4, "encoder_layers": 2, "decoder_layers": 2, "dropout": 0.0},
+    "reverse": {"dim": 64, "num_heads": 4, "encoder_layers": 2, "decoder_layers": 2, "dropout": 0.0},
+    "sort": {"dim": 64, "num_heads": 4, "encoder_layers": 2, "decoder_layers": 2, "dropout": 0.0},
 }
 
 
@@ -843,15 +846,20 @@ class Transformer(nn.Module):
         return self.enc_norm(h), src_mask, weights
 
     def decode(self, tgt_in: Tensor, memory: Tensor, memory_mask: Tensor, *, caches: Optional[list] = None,
-               need_weights: bool = False) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """Logits (B, T, V) for ``tgt_in`` (B, T); with ``caches`` it continues the cached positions."""
+               need_weights: bool | str = False) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """Logits (B, T, V) for ``tgt_in`` (B, T); with ``caches`` it continues the cached positions.
+
+        ``need_weights``: True for every layer's weights, "last" for the last layer's only.
+        """
         offset = caches[0][0].length if caches else 0
         h = self._embed(tgt_in, self.tgt_emb, self.tgt_pos, offset)
         self_ws, cross_ws = [], []
+        last = len(self.decoder) - 1
         for i, layer in enumerate(self.decoder):
             sc, cc = caches[i] if caches else (None, None)
+            want = need_weights is True or (need_weights == "last" and i == last)
             h, sw, cw = layer(h, causal=True, cache=sc, memory=memory, memory_mask=memory_mask, cross_cache=cc,
-                              need_weights=need_weights)
+                              need_weights=want)
             self_ws.append(sw)
             cross_ws.append(cw)
         return F.linear(self.dec_norm(h), self.tgt_emb.weight), self_ws, cross_ws  # (B, T, V) tied output
@@ -862,6 +870,19 @@ class Transformer(nn.Module):
         if not need_weights:
             return Seq2SeqOutput(logits)
         return Seq2SeqOutput(logits, enc_w, self_w, cross_w)
+
+    @torch.no_grad()
+    def cross_attention_maps(self, src: Tensor, src_lengths: Tensor, tokens: Sequence[int]) -> list[Tensor]:
+        """Per layer, the (H, T, S) cross-attention weights of one source (src (1, S)) while the
+        decoder writes ``tokens`` (teacher-forced: the same weights greedy decoding saw)."""
+        was = self.training
+        self.eval()
+        try:
+            tgt_in = torch.tensor([[BOS, *tokens]], dtype=torch.long, device=src.device)  # (1, T+1)
+            cross = self(src, src_lengths, tgt_in, need_weights=True).cross_weights or []
+            return [w[0, :, :, : int(src_lengths[0])].cpu() for w in cross]  # (H, T+1, S)
+        finally:
+            self.train(was)
 
     def loss(self, batch: Any) -> tuple[Tensor, dict[str, float]]:
         """Teacher-forced cross-entropy of ``batch.tgt_out`` (PAD ignored, optional label smoothing)."""
@@ -895,8 +916,9 @@ class Transformer(nn.Module):
             self.train(was)
 
     def _step(self, ids: Tensor, memory: Tensor, mask: Tensor, caches: list) -> tuple[Tensor, Tensor]:
-        logits, _, cross = self.decode(ids, memory, mask, caches=caches, need_weights=True)
-        return logits[:, -1].log_softmax(-1), cross[-1][:, :, -1].mean(1)  # (B, V), (B, S)
+        logits, _, cross = self.decode(ids, memory, mask, caches=caches, need_weights="last")
+        logits = logits[:, -1].index_fill(-1, torch.tensor([PAD, BOS], device=logits.device), float("-inf"))
+        return logits.log_softmax(-1), cross[-1][:, :, -1].mean(1)  # (B, V) never PAD/BOS, (B, S)
 
     def _greedy(self, memory: Tensor, mask: Tensor, src_lengths: Tensor, max_len: int) -> list[tuple[list[int], Tensor]]:
         B, S, _ = memory.shape
