@@ -188,3 +188,15 @@ def test_torch_loads_our_state_dict_too():
         ours = MultiheadAttention(8, 2, **kw)
         ref = torch.nn.MultiheadAttention(8, 2, **kw)
         ref.load_state_dict(ours.state_dict())  # strict: the same names and shapes both ways
+
+
+def test_swaps_into_torch_transformer_encoder_layer():
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, batch_first=True)
+    x = torch.randn(2, 5, 8)
+    pad = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
+    want = layer(x, src_key_padding_mask=pad)
+    ours = MultiheadAttention(8, 2, batch_first=True)
+    ours.load_state_dict(layer.self_attn.state_dict())
+    layer.self_attn = ours
+    torch.testing.assert_close(layer(x, src_key_padding_mask=pad), want, rtol=1e-5, atol=1e-5)
