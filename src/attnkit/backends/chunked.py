@@ -59,15 +59,20 @@ def additive_tile(qp: Tensor, kp: Tensor, v: Tensor) -> Tensor:
     return (torch.tanh(qp.unsqueeze(-2) + kp.unsqueeze(-3)) * v).sum(-1)
 
 
-def additive_tile_grads(qp: Tensor, kp: Tensor, v: Tensor, ds: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Closed-form gradients of :func:`additive_tile` given ds (B, H, bq, bk).
+def additive_tanh(qp: Tensor, kp: Tensor) -> Tensor:
+    """``t = tanh(qp_i + kp_j)``: (B, H, bq, D), (B, H, bk, D) -> (B, H, bq, bk, D)."""
+    return torch.tanh(qp.unsqueeze(-2) + kp.unsqueeze(-3))
 
-    ``t = tanh(qp_i + kp_j)``; ``g = ds_ij v (1 - t²)``; dqp = Σ_j g, dkp = Σ_i g,
-    dv = Σ_ij ds_ij t, returned as (H, D) (summed over heads for a shared v by the caller).
+
+def additive_tile_grads(t: Tensor, v: Tensor, dpair: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Closed-form gradients of ``pair = Σ_d v_d t_ijd`` given dpair (B, H, bq, bk) and the tile t.
+
+    ``g = dpair_ij v (1 - t²)``; dqp = Σ_j g, dkp = Σ_i g, dv = Σ_ij dpair_ij t,
+    returned as (H, D) (summed over heads for a shared v by the caller). Taking
+    t (computed once per tile in backward) keeps it at one tanh per pair and feature.
     """
-    t = torch.tanh(qp.unsqueeze(-2) + kp.unsqueeze(-3))  # (B, H, bq, bk, D)
-    dsv = ds.unsqueeze(-1)  # (B, H, bq, bk, 1)
-    g = dsv * v * (1 - t * t)
+    dsv = dpair.unsqueeze(-1)  # (B, H, bq, bk, 1)
+    g = dsv * v * (1 - t * t)  # (B, H, bq, bk, D)
     return g.sum(-2), g.sum(-3), (dsv * t).sum((0, 2, 3))
 
 
@@ -139,6 +144,7 @@ class _Config:
     work: torch.dtype
     #: closed-form additive backward (None: autograd on the recomputed tile).
     additive_grads: Any = None
+    additive_tanh: Any = None
 
 
 def _keep(cfg: _Config, shape: tuple[int, ...], device: torch.device, q0: int, k0: int) -> Tensor:
@@ -221,7 +227,10 @@ def _backward(
             if dmask is not None:
                 m_t = m_t.detach().requires_grad_(True)
             if cfg.additive_grads is not None:
-                s = sc(q_t.detach(), k_t.detach(), params, m_t.detach() if m_t is not None else None, q0, k0)
+                (v_par,) = params
+                t = cfg.additive_tanh(q_t.detach(), k_t.detach())  # (B, H, bq, bk, D), once per tile
+                pair = t @ v_par if v_par.dim() == 1 else (t * _head_v(v_par)).sum(-1)  # (B, H, bq, bk)
+                s = sc.finish(pair, m_t.detach() if m_t is not None else None, q0, k0)
             else:
                 with torch.enable_grad():
                     s = sc(q_t, k_t, p_leaves, m_t, q0, k0)  # (B, H, bq, bk)
@@ -237,8 +246,7 @@ def _backward(
                 dv[:, :, k0:k1] += p_drop.transpose(-1, -2) @ do_t
             ds = p * (dp - D[:, :, q0:q1])
             if cfg.additive_grads is not None:
-                (v_par,) = params
-                gq, gk, gv = cfg.additive_grads(q_t.detach(), k_t.detach(), _head_v(v_par), ds * sc.scale)
+                gq, gk, gv = cfg.additive_grads(t, _head_v(v_par), ds * sc.scale)
                 if need_q:
                     dqp[:, :, q0:q1] += gq
                 if need_k:
@@ -369,6 +377,7 @@ def chunked_attention(
         use = compile is True or (compile == "auto" and work_size >= COMPILE_MIN_WORK)
         tile = COMPILED.get("additive_tile", additive_tile) if use else additive_tile
         grads = COMPILED.get("additive_tile_grads", additive_tile_grads) if use else additive_tile_grads
+        cfg.additive_tanh = COMPILED.get("additive_tanh", additive_tanh) if use else additive_tanh
 
         def pairwise(qp_t: Tensor, kp_t: Tensor, v: Tensor) -> Tensor:
             return tile(qp_t, kp_t, _head_v(v))

@@ -62,7 +62,11 @@ class TileScorer:
         self, qp: Tensor, kp: Tensor, params: Sequence[Tensor], mask_tile: Tensor | None, q0: int, k0: int
     ) -> Tensor:
         """Scores (B, H, lq, sk) of qp (B, H, lq, D) against kp (B, H, sk, D)."""
-        s = self.pairwise(qp, kp, *params) * self.scale  # (B, H, lq, sk)
+        return self.finish(self.pairwise(qp, kp, *params), mask_tile, q0, k0)
+
+    def finish(self, pair: Tensor, mask_tile: Tensor | None, q0: int, k0: int) -> Tensor:
+        """Scale, score_mod, masks and causal on an unscaled pairwise tile (B, H, lq, sk)."""
+        s = pair * self.scale  # (B, H, lq, sk)
         if self.has_mods:
             s = apply_masks(self._nomask, s, q0, k0)
         if mask_tile is not None:
