@@ -365,3 +365,14 @@ def test_suppressed_ids_are_never_generated() -> None:
                         generator=torch.Generator().manual_seed(0))
     assert 5 in free[0, 2:].tolist()
     assert not set(banned[0, 2:].tolist()) & {0, 1, 2, 3, 5}
+
+
+def test_cross_attention_maps_match_the_decoding_alignment() -> None:
+    """Teacher-forcing the greedy output reproduces, head by head, the attention decoding used."""
+    m = tiny_seq2seq(decoder_layers=3)
+    src = torch.randint(3, 13, (1, 6))
+    lengths = torch.tensor([5])
+    (toks, align), = m.generate(src, lengths, max_len=7)
+    maps = m.cross_attention_maps(src, lengths, toks)
+    assert len(maps) == 3 and maps[-1].shape == (2, len(toks) + 1, 5)
+    torch.testing.assert_close(maps[-1].mean(0)[: len(toks)], align.to(maps[-1].dtype), rtol=1e-7, atol=1e-9)

@@ -189,7 +189,7 @@ class TransformerLayer(nn.Module):
             self.norm2 = nn.LayerNorm(dim, bias=bias)
         self.ffn = FeedForward(dim, hidden_dim=ffn_dim, activation=activation, bias=bias)
         self.norm3 = nn.LayerNorm(dim, bias=bias)
-        self.drop = nn.Dropout(dropout)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def _self(self, h: Tensor, key_mask: Optional[Tensor], causal: bool, cache: Optional[KVCache],
               need_weights: bool) -> tuple[Tensor, Optional[Tensor]]:
@@ -412,7 +412,7 @@ class GPT(nn.Module):
         self.vocab_size, self.block_size, self.num_layers = vocab_size, block_size, num_layers
         self.tok_emb = nn.Embedding(vocab_size, dim)
         self.pos_emb, pos_opts = POSITIONAL[positional](dim, block_size)
-        self.drop = nn.Dropout(dropout)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.layers = nn.ModuleList(
             TransformerLayer(dim, num_heads=num_heads, ffn_dim=ffn_mult * dim, dropout=dropout,
                              attn_dropout=dropout, norm_first=norm_first, window=window, activation=activation,
@@ -611,7 +611,7 @@ class BERT(nn.Module):
         self.vocab_size, self.block_size, self.num_classes = vocab_size, block_size, num_classes
         self.tok_emb = nn.Embedding(vocab_size, dim)
         self.pos_emb, pos_opts = POSITIONAL[positional](dim, block_size)
-        self.drop = nn.Dropout(dropout)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.layers = nn.ModuleList(
             TransformerLayer(dim, num_heads=num_heads, ffn_dim=ffn_mult * dim, dropout=dropout,
                              attn_dropout=dropout, norm_first=norm_first, window=window, activation=activation,
@@ -791,7 +791,7 @@ class Transformer(nn.Module):
         self.src_emb = None if share_embeddings else nn.Embedding(src_vocab_size, dim, padding_idx=PAD)
         self.src_pos, pos_opts = POSITIONAL[positional](dim, max_len)
         self.tgt_pos, _ = POSITIONAL[positional](dim, max_len)
-        self.drop = nn.Dropout(dropout)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         attn = _attention_options(score, pos_opts, None)
         common = dict(num_heads=num_heads, ffn_dim=ffn_mult * dim, dropout=dropout, attn_dropout=dropout,
                       norm_first=norm_first, activation=activation, bias=bias, window=window)
