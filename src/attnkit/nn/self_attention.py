@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from torch import Tensor
 
+from ..functional.scores import Score
 from .base import AttentionOutput
 from .multihead import KVCache, MultiHeadAttention
 from .registry import register_mechanism
@@ -34,7 +35,8 @@ class SelfAttention(MultiHeadAttention):
         num_heads: 1 by default (the textbook picture).
         causal: each position sees itself and the past only (a decoder).
         bias: biases on the projections (off by default, as drawn).
-        Everything else as :class:`MultiHeadAttention`.
+        key_dim, value_dim, num_kv_heads, head_dim, out_dim, dropout, score,
+        normalizer, rope, alibi: as :class:`MultiHeadAttention`.
 
     ``forward(x (B, N, dim), *, key_mask=None, need_weights=False, cache=None)``.
     Given ``keys`` (the decoder-style call of the registry) it attends over
@@ -50,12 +52,20 @@ class SelfAttention(MultiHeadAttention):
         bias: bool = False,
         key_dim: Optional[int] = None,
         value_dim: Optional[int] = None,
+        num_kv_heads: Optional[int] = None,
+        head_dim: Optional[int] = None,
+        out_dim: Optional[int] = None,
+        dropout: float = 0.0,
+        score: str | Score = "scaled_dot",
+        normalizer: str = "softmax",
+        rope: bool = False,
+        alibi: bool = False,
         device: Any = None,
         dtype: Any = None,
-        **kwargs: Any,
     ) -> None:
         super().__init__(dim, num_heads=num_heads, bias=bias, key_dim=key_dim, value_dim=value_dim,
-                         device=device, dtype=dtype, **kwargs)
+                         num_kv_heads=num_kv_heads, head_dim=head_dim, out_dim=out_dim, dropout=dropout,
+                         score=score, normalizer=normalizer, rope=rope, alibi=alibi, device=device, dtype=dtype)
         self.causal = bool(causal)
 
     def forward(  # type: ignore[override]
