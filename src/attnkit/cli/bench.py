@@ -70,6 +70,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=10, help="timed calls (default 10)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--paired", action="store_true",
+                   help="time ours and the peer alternately in one subprocess (fairer on a busy machine)")
     p.add_argument("--json", action="store_true", help="print one JSON object per row instead of a table")
     p.add_argument("--out", default=None, help="also write all rows as a JSON list to this file")
     p.set_defaults(func=run)
@@ -254,10 +256,34 @@ def measure(cfg: dict[str, Any], *, warmup: int, repeats: int, threads: int, mem
     return res
 
 
+def measure_paired(ours: dict[str, Any], peer: dict[str, Any], *, warmup: int, repeats: int,
+                   threads: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Time two implementations alternately (A B A B ...) so both see the same machine load."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = build_step(ours), build_step(peer)
+    for _ in range(warmup):
+        a()
+        b()
+    ms_a, ms_b = [], []
+    for i in range(repeats):
+        for step, ms in ((a, ms_a), (b, ms_b)) if i % 2 == 0 else ((b, ms_b), (a, ms_a)):
+            t0 = time.perf_counter()
+            step()
+            ms.append((time.perf_counter() - t0) * 1e3)
+    return {"ms": ms_a}, {"ms": ms_b}
+
+
 def child_main(arg: str) -> None:
     """Entry point of the per-configuration subprocess: prints one JSON line."""
     job = json.loads(arg)
     try:
+        if "peer_cfg" in job:
+            a, b = measure_paired(job["cfg"], job["peer_cfg"], warmup=job["warmup"], repeats=job["repeats"],
+                                  threads=job["threads"])
+            print("BENCH " + json.dumps({"ours": a, "peer": b}), flush=True)
+            return
         res = measure(job["cfg"], warmup=job["warmup"], repeats=job["repeats"], threads=job["threads"],
                       memory=job["memory"])
     except (RuntimeError, MemoryError, ValueError) as e:
@@ -305,6 +331,26 @@ def run_config(cfg: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
         if "error" in mem:
             res["memory_error"] = mem["error"]
     return res
+
+
+def run_paired(cfg: dict[str, Any], ours: str, peer: str, opts: dict[str, Any]) -> tuple[dict, dict]:
+    """Ours and the peer timed alternately in one fresh subprocess (memory: one subprocess each)."""
+    a_cfg, b_cfg = {**cfg, "impl": ours}, {**cfg, "impl": peer}
+    job = {"cfg": a_cfg, "peer_cfg": b_cfg, "warmup": opts["warmup"], "repeats": opts["repeats"],
+           "threads": opts["threads"], "memory": False}
+    if opts["quick"]:
+        a, b = measure_paired(a_cfg, b_cfg, warmup=opts["warmup"], repeats=opts["repeats"], threads=opts["threads"])
+    else:
+        res = _in_subprocess(job, memory_env=False)
+        if "error" in res:
+            return res, res
+        a, b = res["ours"], res["peer"]
+    if opts["memory"]:
+        for c, r in ((a_cfg, a), (b_cfg, b)):
+            mem = run_config(c, {**opts, "repeats": 0}) if opts["quick"] else _in_subprocess(
+                {"cfg": c, "warmup": 0, "repeats": 0, "threads": opts["threads"], "memory": True}, memory_env=True)
+            r["peak_mb"] = mem.get("peak_mb")
+    return a, b
 
 
 # ---------------------------------------------------------------- suites
@@ -436,6 +482,15 @@ def run(args: argparse.Namespace) -> int:
     for suite in suites:
         peers = [p for p in PEERS.get(suite, ()) if peers_filter is None or p in peers_filter]
         for cfg in configs(suite, modes, sizes, args.quick):
+            if args.paired:
+                for peer in peers:
+                    ours, theirs = run_paired(cfg, OURS[suite], peer, opts)
+                    row = make_rows(cfg, ours, peer, theirs)
+                    row["paired"] = True
+                    rows.append(row)
+                    if args.json:
+                        print(json.dumps(row), flush=True)
+                continue
             ours = run_config({**cfg, "impl": OURS[suite]}, opts)
             for peer in peers:
                 theirs = run_config({**cfg, "impl": peer}, opts)
