@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from . import CliError
 from .train import json_line, print_metrics
 
 __all__ = ["add_parser", "run", "DEMO", "number_word_spans", "probe_alignment"]
@@ -76,6 +77,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="step budget (default: the task's tuned steps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: the step-by-step RNN ops are too small to share out, and one thread is immune to a busy machine)")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object on the last line")
     p.set_defaults(func=run)
 
@@ -126,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    if args.threads < 1:
+        raise CliError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
     task = get_task(DEMO["task"], seed=args.seed, **DEMO["task_options"])
     torch.manual_seed(args.seed)
     model = build_model(model_config_for_task("seq2seq", task, **DEMO["model"]))
@@ -150,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     probe = {"input": src, "output": out_text, "words": words, "grid": grid}
     srcs = [src, *_examples(task, 4)]
     items = [(a, (list(t) + ["</s>"])[: a.shape[0]], list(s)) for s, (t, a) in zip(srcs, [(toks, align), *rest])]
-    plot_alignments(items, out / "alignments.png", titles=[f"{s} → {''.join(t)}" for s, (t, _) in zip(srcs, [(toks, align), *rest])])
+    plot_alignments(items, out / "alignments.png", cols_per_row=3, titles=[f"{s} → {''.join(t)}" for s, (t, _) in zip(srcs, [(toks, align), *rest])])
     ev = task.evaluate(model, "test", return_predictions=True)
     write_report(out / "report.md", result, probe, ev["predictions"][:12], task)
     result["probe"] = {"input": src, "output": out_text, "alignment": words}

@@ -52,6 +52,7 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     budget.add_argument("--minutes", type=float, help="wall-clock budget instead of --steps")
     p.add_argument("--seed", type=int, default=0, help="seed of the data split, data order and initialisation (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's; 1 is often as fast for small RNNs)")
     p.add_argument("--batch-size", type=int, help="examples per step (default: tuned per task)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: tuned per task)")
     p.add_argument("--eval-every", type=int, help="validate every N steps")
@@ -76,6 +77,10 @@ def build(task_name: str, args: argparse.Namespace, *, attention: str | None) ->
     from ..data import get_task
     from ..models import build_model, model_config_for_task
 
+    if getattr(args, "threads", None) is not None:
+        if args.threads < 1:
+            raise CliError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     task = get_task(task_name, seed=args.seed, **parse_task_options(args.task_option))
     name = args.model or getattr(task, "default_model", "seq2seq")
     overrides = {"attention": attention, "decoder": args.decoder, "cell": args.cell, "hidden_dim": args.hidden_dim, "embed_dim": args.embed_dim}
@@ -125,6 +130,12 @@ def run(args: argparse.Namespace) -> int:
     from ..train import default_run_dir, resume_run, train
 
     if args.resume:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise CliError(f"--threads must be >= 1, got {args.threads}")
+            import torch
+
+            torch.set_num_threads(args.threads)
         if args.task:
             raise CliError("--resume RUN_DIR continues that run's task; drop the TASK argument")
         extra = {k: getattr(args, k) for k in ("steps", "minutes", "eval_every") if getattr(args, k) is not None}

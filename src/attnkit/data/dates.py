@@ -54,7 +54,7 @@ class DatesTask(Seq2SeqTask):
     unit = "char"
     probes = ("Tuesday, March 3, 2021", "3rd of march 2021", "07/04/1976")
     model_defaults = {"embed_dim": 32, "hidden_dim": 96, "dropout": 0.0}
-    train_defaults = {"steps": 1500, "batch_size": 64, "lr": 3e-3, "eval_every": 500}
+    train_defaults = {"steps": 500, "batch_size": 128, "lr": 4e-3, "eval_every": 100, "eval_examples": 300}
 
     def normalize(self, text: str) -> str:
         return " ".join(text.strip().split())
@@ -69,7 +69,7 @@ def dates(
     seed: int = 0,
     first_year: int = 1900,
     last_year: int = 2099,
-    train: int = 40000,
+    train: int = 20000,
     valid: int = 500,
     test: int = 1000,
 ) -> DatesTask:

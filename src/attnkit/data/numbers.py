@@ -39,7 +39,7 @@ class NumbersTask(Seq2SeqTask):
     unit = "char"
     probes = ("forty-three", "seven hundred and twenty-one", "two thousand and nineteen")
     model_defaults = {"embed_dim": 64, "hidden_dim": 128, "dropout": 0.1}
-    train_defaults = {"steps": 2500, "batch_size": 64, "lr": 3e-3, "eval_every": 500}
+    train_defaults = {"steps": 300, "batch_size": 128, "lr": 4e-3, "eval_every": 50, "eval_examples": 50}
 
     def normalize(self, text: str) -> str:
         return " ".join(text.strip().lower().split())
@@ -52,9 +52,9 @@ def numbers(
     src_lang: str = "en",
     tgt_lang: str = "de",
     low: int = 0,
-    high: int = 9999,
-    valid: int = 300,
-    test: int = 500,
+    high: int = 999,
+    valid: int = 50,
+    test: int = 150,
 ) -> NumbersTask:
     """Numbers ``low..high`` written out in ``src_lang`` -> in ``tgt_lang``; ``valid``/``test`` numbers held out."""
     if not 0 <= low < high:

@@ -26,7 +26,7 @@ TRANSFORMS: dict[str, Callable[[str], str]] = {
 class SyntheticTask(Seq2SeqTask):
     unit = "char"
     model_defaults = {"embed_dim": 32, "hidden_dim": 128, "dropout": 0.0}
-    train_defaults = {"steps": 2000, "batch_size": 64, "lr": 3e-3, "eval_every": 500}
+    train_defaults = {"steps": 600, "batch_size": 128, "lr": 4e-3, "eval_every": 100, "eval_examples": 300}
 
     def max_target_len(self, src_len: int) -> int:
         return src_len + 3
@@ -73,8 +73,8 @@ def _register(name: str) -> None:
         seed: int = 0,
         alphabet: str = "abcdefghijklmnopqrst",
         min_len: int = 3,
-        max_len: int = 15,
-        train: int = 40000,
+        max_len: int = 10,
+        train: int = 20000,
         valid: int = 500,
         test: int = 1000,
     ) -> SyntheticTask:
