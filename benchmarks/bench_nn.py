@@ -17,6 +17,12 @@ the ratio ours / peer (< 1: ours faster); writes JSON to ``--out``.
 
     .venv/bin/python benchmarks/bench_nn.py
     .venv/bin/python benchmarks/bench_nn.py --only mha --repeats 10
+    .venv/bin/python benchmarks/bench_nn.py --only decode --only bahdanau --threads 1
+
+On a CPU shared with other jobs, 2-thread timings of small operations (one
+decode step, one decoder step) are dominated by OpenMP threads waiting for a
+busy core (a (4, 512) x (512, 512) linear went from 0.07 ms to 40 ms here);
+``--threads 1`` gives steadier numbers there.
 """
 
 from __future__ import annotations
