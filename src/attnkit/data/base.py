@@ -236,8 +236,9 @@ class Seq2SeqTask(Task):
     # -- scoring ---------------------------------------------------------------------------
     def max_target_len(self, src_len: int) -> int:
         """Decoding budget for a source of ``src_len`` tokens."""
-        longest = max(len(self.tgt_vocab.tokens(t)) for ex in self.splits["train"] for t in ex.tgts)
-        return max(longest + 5, 2 * src_len + 5)
+        if getattr(self, "_longest_target", None) is None:
+            self._longest_target = max(len(self.tgt_vocab.tokens(t)) for ex in self.splits["train"] for t in ex.tgts)
+        return max(self._longest_target + 5, 2 * src_len + 5)
 
     @torch.no_grad()
     def predict(

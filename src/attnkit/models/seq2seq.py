@@ -121,7 +121,6 @@ class _Decoder(nn.Module):
         cell: str,
         attention: str,
         attention_options: dict[str, Any],
-        input_dim: int,
         dropout: float,
         max_source_len: int = 0,
     ) -> None:
@@ -137,8 +136,12 @@ class _Decoder(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.attention = create(attention, hidden_dim, key_dim=hidden_dim, **attention_options)
         self.context_dim = int(getattr(self.attention, "output_dim", hidden_dim))
-        self.rnn = CELLS[cell][1](input_dim(self.context_dim) if callable(input_dim) else input_dim, hidden_dim)
+        self.rnn = CELLS[cell][1](self.rnn_input_dim(embed_dim, hidden_dim), hidden_dim)
         self.bridge = nn.Linear(hidden_dim, hidden_dim)
+
+    def rnn_input_dim(self, embed_dim: int, hidden_dim: int) -> int:
+        """Features of the RNN input at each step (the style decides what is fed)."""
+        raise TypeError(f"{type(self).__name__} must say what its RNN reads (rnn_input_dim)")
 
     def init_state(self, summary: Tensor) -> DecoderState:
         h = torch.tanh(self.bridge(summary))  # (B, D)
@@ -154,9 +157,12 @@ class BahdanauDecoder(_Decoder):
 
     def __init__(self, vocab_size: int, **kw: Any) -> None:
         E, D = kw["embed_dim"], kw["hidden_dim"]
-        super().__init__(vocab_size, input_dim=lambda C: E + C, **kw)
+        super().__init__(vocab_size, **kw)
         self.deep = nn.Linear(D + self.context_dim + E, D)
         self.out = nn.Linear(D, vocab_size)
+
+    def rnn_input_dim(self, embed_dim: int, hidden_dim: int) -> int:
+        return embed_dim + self.context_dim  # [y_{t-1}; c_t]
 
     def step(self, y_prev: Tensor, state: DecoderState, keys: Tensor, key_mask: Tensor, t: int, need_weights: bool) -> StepOutput:
         e = self.drop(self.embed(y_prev))  # (B, E)
@@ -171,10 +177,13 @@ class LuongDecoder(_Decoder):
     """RNN step first, then attention with h_t; h~_t = tanh(W_c[c_t; h_t]) fed to the next input (Luong et al. 2015)."""
 
     def __init__(self, vocab_size: int, **kw: Any) -> None:
-        E, D = kw["embed_dim"], kw["hidden_dim"]
-        super().__init__(vocab_size, input_dim=E + D, **kw)
+        D = kw["hidden_dim"]
+        super().__init__(vocab_size, **kw)
         self.combine = nn.Linear(self.context_dim + D, D, bias=False)  # W_c
         self.out = nn.Linear(D, vocab_size)  # W_s
+
+    def rnn_input_dim(self, embed_dim: int, hidden_dim: int) -> int:
+        return embed_dim + hidden_dim  # [y_{t-1}; h~_{t-1}] (input feeding)
 
     def init_state(self, summary: Tensor) -> DecoderState:
         s = super().init_state(summary)

@@ -35,7 +35,7 @@ from .checkpoint import (
 )
 from .progress import Progress
 
-__all__ = ["train", "TrainOptions", "lr_at", "resolve_device", "epoch_generator"]
+__all__ = ["train", "DEFAULTS", "lr_at", "resolve_device", "epoch_generator"]
 
 #: defaults of every option; a task's ``train_defaults`` and the caller's arguments override them
 DEFAULTS: dict[str, Any] = {
@@ -51,7 +51,6 @@ DEFAULTS: dict[str, Any] = {
     "eval_examples": 500,
     "stop_at": None,
 }
-TrainOptions = dict
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
