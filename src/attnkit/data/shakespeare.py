@@ -331,7 +331,7 @@ class ShakespeareTask(Task):
         finally:
             model.train(was_training)
         mean = total / max(count, 1)
-        return {"loss": mean, "bpc": mean / math.log(2), "perplexity": math.exp(min(mean, 50.0)), "tokens": count}
+        return {"loss": mean, "bits_per_char": mean / math.log(2), "perplexity": math.exp(min(mean, 50.0)), "tokens": count}
 
     def encode_prompt(self, text: str) -> list[int]:
         """Ids of a prompt; characters outside the vocabulary raise ValueError naming them."""
