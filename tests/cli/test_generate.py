@@ -83,3 +83,16 @@ def test_encoder_only_run_cannot_generate(tmp_path: Path, capsys: pytest.Capture
     assert main(["generate", run, "--prompt", "O"]) == 2
     err = capsys.readouterr().err
     assert "encoder-only" in err and "--model gpt" in err
+
+
+def test_predict_plots_every_cross_attention_head_of_a_layer(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    task = get_task("reverse", train=200, valid=20, test=20)
+    cfg = model_config_for_task("transformer", task, dim=16, num_heads=2, encoder_layers=1, decoder_layers=2)
+    run = tmp_path / "reverse-tf"
+    train(task, build_model(cfg), steps=2, eval_every=2, out_dir=run, progress=False, final_eval=False,
+          eval_examples=5)
+    png = tmp_path / "cross.png"
+    assert main(["predict", str(run), "abc", "--plot", str(png), "--layer", "-1", "--no-grid"]) == 0
+    assert "every head of layer -1" in capsys.readouterr().out and png.stat().st_size > 1000
+    assert main(["predict", str(run), "abc", "--plot", str(png), "--layer", "2"]) == 2
+    assert "the decoder has 2 layers" in capsys.readouterr().err
