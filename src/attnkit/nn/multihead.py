@@ -362,7 +362,15 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"cache was built for batch {cache.batch_size} but query has batch {B}")
 
         offset = cache.length if (cache is not None and not cache.static) else 0
-        q = self._split(self.q_proj(query), self.num_heads)  # (B, H, L, Dh)
+        fused = self_attn and not reuse_static
+        if fused:  # one (B, L, D) x (D, (H + 2 Hk) Dh) matmul instead of three (nanoGPT's c_attn)
+            qkv = nn.functional.linear(
+                query, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]),
+                None if self.q_proj.bias is None else torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]),
+            )  # (B, L, (H + 2 Hk) Dh)
+            q_lin, k_lin, v_lin = qkv.split([self.q_proj.out_features, self.k_proj.out_features,
+                                             self.v_proj.out_features], dim=-1)
+        q = self._split(q_lin if fused else self.q_proj(query), self.num_heads)  # (B, H, L, Dh)
         versions = (self.k_proj.weight._version, self.v_proj.weight._version)
         new_state: Any = cache
         if reuse_static:
@@ -375,8 +383,8 @@ class MultiHeadAttention(nn.Module):
             k, v = projected["k"], projected["v"]  # (B, Hk, S, Dh) from the previous step
             new_state = projected
         else:
-            k = self._split(self.k_proj(key), self.num_kv_heads)  # (B, Hk, S_new, Dh)
-            v = self._split(self.v_proj(value), self.num_kv_heads)  # (B, Hk, S_new, Dh)
+            k = self._split(k_lin if fused else self.k_proj(key), self.num_kv_heads)  # (B, Hk, S_new, Dh)
+            v = self._split(v_lin if fused else self.v_proj(value), self.num_kv_heads)  # (B, Hk, S_new, Dh)
             if self.rotary is not None:
                 if positions is not None and not self_attn:
                     raise ValueError("positions= applies to self-attention (key=None); cross-attention keys get 0..S-1")
