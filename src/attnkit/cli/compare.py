@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def format_table(rows: list[dict], unit: str) -> str:
-    heads = ["model / attention", "exact match", f"{unit} err", "WER", "parameters", "time (s)", "steps"]
+    heads = ["model / attention", "exact match", unit, "WER", "parameters", "time (s)", "steps"]
     body = [
         [
             str(r.get("label") or r.get("attention")),
