@@ -17,6 +17,7 @@ wrong with which file.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -62,14 +63,13 @@ def write_atomic(path: Path, data: bytes) -> None:
             why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
             raise OSError(e.errno, f"could not write {path} ({why}); the previous checkpoint is intact") from e
         raise
-    try:
+    # make the rename durable; directories cannot be opened or fsynced on every platform
+    with contextlib.suppress(OSError):
         fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-    except OSError:
-        pass  # directories cannot be fsynced on every platform
 
 
 def _digest(data: bytes) -> str:
