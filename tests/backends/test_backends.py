@@ -227,3 +227,38 @@ def test_chunked_compiled_additive_tiles_match_reference():
     gb = torch.autograd.grad(ref.output.sum(), (q, k, v, p["v"]))
     for a, b in zip(ga, gb):
         torch.testing.assert_close(a, b.float(), rtol=1e-4, atol=1e-4)
+
+
+def test_additive_pair_without_tanh_by_hand():
+    # tanh(0.5 + 0.25) = tanh(0.75) = 0.635149; v = [2] -> pair 1.270298
+    # r = 1 / (e^{1.5} + 1) = 0.182426; dt/dx = 4 r (1 - r) = 1 - tanh² = 0.596586
+    from attnkit.backends.chunked import additive_pair, additive_pair_grads
+
+    qp, kp, v = torch.tensor([[[[0.5]]]]), torch.tensor([[[[0.25]]]]), torch.tensor([2.0])
+    for sep in (True, False):
+        qf, kf = (torch.exp(2 * qp), torch.exp(2 * kp)) if sep else (qp, kp)
+        assert additive_pair(qf, kf, v, sep).item() == pytest.approx(1.270298, abs=1e-6)
+        gq, gk, gv = additive_pair_grads(qf, kf, v, torch.tensor([[[[1.0]]]]), sep)
+        assert gq.item() == pytest.approx(2 * 0.596586, abs=1e-5)  # dpair · v · (1 - t²)
+        assert gk.item() == pytest.approx(2 * 0.596586, abs=1e-5)
+        assert gv.item() == pytest.approx(0.635149, abs=1e-6)  # dpair · t
+
+
+@pytest.mark.parametrize("scale", [0.3, 40.0])
+def test_chunked_additive_large_preactivations(scale):
+    """|W q| up to ~100 leaves the separable exp form's range (bound 20): the per-pair
+    exp form takes over and still matches the float64 oracle (no overflow, no NaN)."""
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(2, 2, n, 6, generator=g, requires_grad=True) for n in (9, 11, 11))
+    p = {"w_q": scale * torch.randn(7, 6, generator=g), "w_k": scale * torch.randn(7, 6, generator=g),
+         "v": torch.randn(7, generator=g, requires_grad=True)}
+    kw = dict(score="additive", score_params=p, mask=torch.rand(2, 1, 9, 11, generator=g) > 0.3)
+    got = attention(q, k, v, backend="chunked", **kw)
+    ref = reference.run(build_spec(*(t.double() for t in (q, k, v)), **{
+        **kw, "score_params": {n: t.double() for n, t in p.items()}}))
+    assert torch.isfinite(got).all()
+    assert_close(got, ref.output.float(), torch.float32)
+    ga = torch.autograd.grad(got.sum(), (q, k, p["v"]))
+    gb = torch.autograd.grad(attention(q, k, v, backend="math", **kw).sum(), (q, k, p["v"]))
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
