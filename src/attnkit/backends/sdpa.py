@@ -26,9 +26,14 @@ its output afterwards; the zeroed output sends zero gradients back.
 
 Refused (with reasons): scores that are not dot products, normalizers other
 than softmax, ``score_mod`` / ``mask_mod`` (use the ``chunked`` backend, or pass
-the bias as a float mask). ``return_weights=True`` still runs the output
-through SDPA and recomputes the exact weights in row blocks
-(:func:`attnkit.backends.weights.materialise_weights`).
+the bias as a float mask). ``return_weights=True`` without dropout computes
+the (B, H, L, S) weights once, ``softmax(q kᵀ · scale + mask)``, and the output
+from them (``W v``): the caller asked for the whole weight tensor, so this one
+pass (what ``torch.nn.MultiheadAttention`` does for ``need_weights=True``) costs
+less than the fused kernel plus a recomputation. With dropout the output runs
+through SDPA and the exact pre-dropout weights are recomputed in row blocks
+(:func:`attnkit.backends.weights.materialise_weights`); weights of chosen rows
+or heads only come from :func:`attnkit.backends.attention_weights`.
 """
 
 from __future__ import annotations
@@ -97,6 +102,27 @@ def _sdpa_kernel_is_math(qp: Tensor, kp: Tensor, v: Tensor, mask: Tensor | None,
         return True
 
 
+def _with_weights(
+    spec: AttentionSpec, qp: Tensor, kp: Tensor, v: Tensor, groups: int,
+    mask: Tensor | None, is_causal: bool, rows_ok: Tensor | None,
+) -> AttentionResult:
+    """Output and weights in one pass: ``W = softmax(q kᵀ · scale + mask)``, ``out = W v``.
+
+    ``mask`` has had its empty rows opened (``_guard_empty_rows``); ``rows_ok``
+    (.., L, 1) zeroes their weights (and so their output) afterwards.
+    """
+    kp, v = expand_kv(kp, groups), expand_kv(v, groups)  # (B, H, S, E), (B, H, S, Ev)
+    s = torch.matmul(qp * spec.scale, kp.transpose(-1, -2))  # (B, H, L, S)
+    if is_causal:
+        s = s.masked_fill(~causal_mask(spec.L, spec.S, device=s.device), float("-inf"))
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else s + mask
+    w = torch.softmax(s, dim=-1)  # (B, H, L, S)
+    if rows_ok is not None:
+        w = w.masked_fill(~rows_ok, 0.0)
+    return AttentionResult(output=torch.matmul(w, v), weights=w)  # (B, H, L, Ev)
+
+
 @register_backend
 class SDPABackend(Backend):
     name = "sdpa"
@@ -125,6 +151,8 @@ class SDPABackend(Backend):
         if mask is not None and mask.dtype != torch.bool:
             mask = mask.to(qp.dtype)
         kwargs = {"enable_gqa": True} if groups > 1 else {}
+        if spec.return_weights and spec.dropout_p == 0:
+            return _with_weights(spec, qp, kp, v, groups, mask, is_causal, rows_ok)
         if spec.dropout_p > 0 and spec.generator is not None:
             seed = int(torch.randint(0, 2**62, (), generator=spec.generator, device=spec.generator.device))
             devices = [qp.device] if qp.device.type == "cuda" else []

@@ -38,9 +38,38 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..functional import masks as fmasks
+from ..backends.tiles import mask_index
 from ._common import attend, check_dim, check_dropout, shape_str
 
 __all__ = ["MultiheadAttention"]
+
+#: bytes of the (N, H, rows, S) weights one row block of the head-averaged path holds (fits in L2).
+MEAN_WEIGHTS_BLOCK_BYTES = 8 << 20
+
+
+def _mean_weights_by_rows(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    """Output (N, H, L, Dh) and weights averaged over heads (N, L, S) without the (N, H, L, S) tensor.
+
+    Row block by row block, ``W = softmax(q kᵀ / sqrt(d) + M)`` of every head is formed
+    (the sdpa backend's one-pass weights path), used for ``W v`` and averaged over heads
+    while it is still in cache; only the (N, L, S) average is written out. Blocks hold
+    about MEAN_WEIGHTS_BLOCK_BYTES, so at L = S = 1024 this runs about 1.7x faster than
+    the whole (N, H, L, S) weights followed by a mean (benchmarks/RESULTS.md).
+    """
+    N, H, L, _ = q.shape
+    S = k.shape[2]
+    rows = max(1, MEAN_WEIGHTS_BLOCK_BYTES // max(1, N * H * S * q.element_size()))
+    k, v = k.contiguous(), v.contiguous()  # once, not one copy per block inside matmul
+    outs, means = [], []
+    for r0 in range(0, L, rows):
+        r1 = min(L, r0 + rows)
+        m = None if mask is None else mask[mask_index(mask, r0, r1, 0, S)]  # (.., r1 - r0 or 1, S)
+        o, w = attend(q[:, :, r0:r1], k, v, mask=m, return_weights=True)  # (N, H, r, Dh), (N, H, r, S)
+        outs.append(o)
+        means.append(w.mean(dim=1))  # (N, r, S)
+    if len(outs) == 1:
+        return outs[0], means[0]
+    return torch.cat(outs, dim=2), torch.cat(means, dim=1)  # (N, H, L, Dh), (N, L, S)
 
 
 class MultiheadAttention(nn.Module):
@@ -244,10 +273,13 @@ class MultiheadAttention(nn.Module):
         if mask is not None:
             mask = mask.to(q.dtype) if mask.is_floating_point() else mask
 
-        res = attend(
-            q, k, v, mask=mask, dropout_p=self.dropout if self.training else 0.0, return_weights=need_weights
-        )
-        out, w = (res if need_weights else (res, None))
+        dropout_p = self.dropout if self.training else 0.0
+        if need_weights and average_attn_weights and dropout_p == 0.0:
+            out, w = _mean_weights_by_rows(q, k, v, mask)  # (N, H, L, Dh), (N, L, S')
+            average_attn_weights = False  # already averaged
+        else:
+            res = attend(q, k, v, mask=mask, dropout_p=dropout_p, return_weights=need_weights)
+            out, w = (res if need_weights else (res, None))
         out = out.transpose(1, 2).reshape(N, L, E)  # (N, L, E)
         out = self.out_proj(out)
         if mask is not None:
