@@ -70,6 +70,20 @@ def _config(seed: int):
 
 @pytest.mark.parametrize("seed", range(60))
 def test_random_configuration_matches_torch(seed):
+    _check_against_torch(seed)
+
+
+@pytest.mark.parametrize("seed", range(len(MASK_KINDS)))
+def test_head_averaged_weights_by_row_blocks_match_torch(seed, monkeypatch):
+    """need_weights with average_attn_weights forms the weights row block by row block;
+    with a 1-byte budget every block is one query row, and every mask kind must still match."""
+    from attnkit.nn import torch_compat
+
+    monkeypatch.setattr(torch_compat, "MEAN_WEIGHTS_BLOCK_BYTES", 1)
+    _check_against_torch(seed + 1000)
+
+
+def _check_against_torch(seed: int) -> None:
     rng, cfg, N, L, S, kind = _config(seed)
     ref = torch.nn.MultiheadAttention(**cfg).eval()
     ours = MultiheadAttention(**cfg).eval()
