@@ -97,12 +97,16 @@ def test_gqa_equals_mha_with_key_value_heads_repeated():
     H, Hk, Dh = 4, 2, 3
     gqa = MultiHeadAttention(12, num_heads=H, num_kv_heads=Hk, dtype=D64)
     mha = MultiHeadAttention(12, num_heads=H, dtype=D64)
-    sd = gqa.state_dict()
+    # separate q_proj / k_proj / v_proj entries: the pre-fusion layout, which load_state_dict still takes
+    sd = {k: v for k, v in gqa.state_dict().items() if not k.startswith("in_proj_")}
+    sd["q_proj.weight"], sd["q_proj.bias"] = gqa.q_proj.weight.detach(), gqa.q_proj.bias.detach()
     for n in ("k_proj", "v_proj"):  # (Hk*Dh, D) -> (H*Dh, D): each kv head serves H/Hk query heads
-        w = sd[f"{n}.weight"].view(Hk, Dh, 12).repeat_interleave(H // Hk, 0).reshape(H * Dh, 12)
-        b = sd[f"{n}.bias"].view(Hk, Dh).repeat_interleave(H // Hk, 0).reshape(H * Dh)
+        lin = getattr(gqa, n)
+        w = lin.weight.detach().view(Hk, Dh, 12).repeat_interleave(H // Hk, 0).reshape(H * Dh, 12)
+        b = lin.bias.detach().view(Hk, Dh).repeat_interleave(H // Hk, 0).reshape(H * Dh)
         sd[f"{n}.weight"], sd[f"{n}.bias"] = w, b
     mha.load_state_dict(sd)
+    assert gqa.in_proj_weight.shape == (H * Dh + 2 * Hk * Dh, 12) and mha.in_proj_weight.shape == (3 * H * Dh, 12)
     x = torch.randn(2, 5, 12, dtype=D64)
     torch.testing.assert_close(gqa(x, causal=True).context, mha(x, causal=True).context)
 

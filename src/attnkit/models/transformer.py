@@ -255,6 +255,10 @@ def _init_gpt_style(module: nn.Module, num_layers: int) -> None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
+        elif isinstance(m, MultiHeadAttention) and m.in_proj_weight is not None:  # fused q|k|v, nanoGPT's c_attn
+            nn.init.normal_(m.in_proj_weight, mean=0.0, std=0.02)
+            if m.in_proj_bias is not None:
+                nn.init.zeros_(m.in_proj_bias)
 
 
 def _cross_entropy_metrics(logits: Tensor, targets: Tensor, *, ignore_index: int = -100,

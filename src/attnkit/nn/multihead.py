@@ -30,6 +30,37 @@ from .registry import register_mechanism
 
 __all__ = ["MultiHeadAttention", "KVCache"]
 
+
+class InProjection:
+    """``q_proj`` / ``k_proj`` / ``v_proj`` of a fused in-projection: nn.Linear's interface
+    (``weight``, ``bias``, ``in_features``, ``out_features``, call) over rows
+    ``start:stop`` of the owner's ``in_proj_weight`` / ``in_proj_bias``.
+
+    One (H + 2 Hk)·Dh x D parameter, as in ``torch.nn.MultiheadAttention`` and
+    nanoGPT's ``c_attn``, lets self-attention run one matmul with no per-call
+    concatenation of weights (and its backward), and gives the optimizer one
+    tensor instead of three.
+    """
+
+    def __init__(self, owner: "MultiHeadAttention", start: int, stop: int) -> None:
+        self.owner, self.start, self.stop = owner, start, stop
+        self.in_features, self.out_features = owner.embed_dim, stop - start
+
+    @property
+    def weight(self) -> Tensor:
+        return self.owner.in_proj_weight[self.start:self.stop]  # (out, D), a view
+
+    @property
+    def bias(self) -> Optional[Tensor]:
+        b = self.owner.in_proj_bias
+        return None if b is None else b[self.start:self.stop]
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return nn.functional.linear(x, self.weight, self.bias)
+
+    def __repr__(self) -> str:
+        return f"InProjection(in_features={self.in_features}, out_features={self.out_features}, rows={self.start}:{self.stop})"
+
 class KVCache:
     """Projected keys and values of the positions seen so far, for incremental decoding.
 
@@ -228,9 +259,25 @@ class MultiHeadAttention(nn.Module):
         self.dropout = check_dropout(dropout)
         self.normalizer = check_normalizer(normalizer)
         Dh = self.head_dim
-        self.q_proj = nn.Linear(embed_dim, num_heads * Dh, bias=bias, **fk)
-        self.k_proj = nn.Linear(self.key_dim, Hk * Dh, bias=bias, **fk)
-        self.v_proj = nn.Linear(self.value_dim, Hk * Dh, bias=bias, **fk)
+        # query, key and value all of embed_dim: one fused (H + 2 Hk)·Dh x D in-projection
+        # (q rows, then k, then v) with q_proj / k_proj / v_proj as views of it
+        self.fused_in_proj = self.key_dim == self.value_dim == embed_dim
+        if self.fused_in_proj:
+            nq, nk = num_heads * Dh, Hk * Dh
+            self.in_proj_weight = nn.Parameter(torch.empty(nq + 2 * nk, embed_dim, **fk))  # (q|k|v, D)
+            if bias:
+                self.in_proj_bias = nn.Parameter(torch.empty(nq + 2 * nk, **fk))
+            else:
+                self.register_parameter("in_proj_bias", None)
+            self.q_proj = InProjection(self, 0, nq)
+            self.k_proj = InProjection(self, nq, nq + nk)
+            self.v_proj = InProjection(self, nq + nk, nq + 2 * nk)
+        else:
+            self.register_parameter("in_proj_weight", None)
+            self.register_parameter("in_proj_bias", None)
+            self.q_proj = nn.Linear(embed_dim, num_heads * Dh, bias=bias, **fk)
+            self.k_proj = nn.Linear(self.key_dim, Hk * Dh, bias=bias, **fk)
+            self.v_proj = nn.Linear(self.value_dim, Hk * Dh, bias=bias, **fk)
         self.out_proj = nn.Linear(num_heads * Dh, self.out_dim, bias=bias, **fk)
 
         # the score: a name of the functional registry, parameters per head where it has any
@@ -264,8 +311,18 @@ class MultiHeadAttention(nn.Module):
             nn.init.xavier_uniform_(lin.weight)
             if lin.bias is not None:
                 nn.init.zeros_(lin.bias)
-        for p in self.parameters(recurse=False):
-            nn.init.uniform_(p, -1 / math.sqrt(p.shape[-1]), 1 / math.sqrt(p.shape[-1]))
+        for name, p in self.named_parameters(recurse=False):
+            if not name.startswith("in_proj_"):  # the score's own parameters
+                nn.init.uniform_(p, -1 / math.sqrt(p.shape[-1]), 1 / math.sqrt(p.shape[-1]))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        """Also load state dicts with separate q_proj / k_proj / v_proj (before the fused in-projection)."""
+        if self.fused_in_proj and prefix + "q_proj.weight" in state_dict:
+            for kind in ("weight", "bias"):
+                parts = [state_dict.pop(f"{prefix}{n}.{kind}", None) for n in ("q_proj", "k_proj", "v_proj")]
+                if all(t is not None for t in parts):
+                    state_dict[f"{prefix}in_proj_{kind}"] = torch.cat(parts)  # (q|k|v, ...)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def score(self) -> Score:
         """The functional score with this layer's per-head parameters."""
@@ -364,10 +421,13 @@ class MultiHeadAttention(nn.Module):
         offset = cache.length if (cache is not None and not cache.static) else 0
         fused = self_attn and not reuse_static
         if fused:  # one (B, L, D) x (D, (H + 2 Hk) Dh) matmul instead of three (nanoGPT's c_attn)
-            qkv = nn.functional.linear(
-                query, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]),
-                None if self.q_proj.bias is None else torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]),
-            )  # (B, L, (H + 2 Hk) Dh)
+            if self.fused_in_proj:
+                qkv = nn.functional.linear(query, self.in_proj_weight, self.in_proj_bias)  # (B, L, (H + 2 Hk) Dh)
+            else:
+                qkv = nn.functional.linear(
+                    query, torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]),
+                    None if self.q_proj.bias is None else torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]),
+                )  # (B, L, (H + 2 Hk) Dh)
             q_lin, k_lin, v_lin = qkv.split([self.q_proj.out_features, self.k_proj.out_features,
                                              self.v_proj.out_features], dim=-1)
         q = self._split(q_lin if fused else self.q_proj(query), self.num_heads)  # (B, H, L, Dh)
