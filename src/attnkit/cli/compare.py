@@ -6,7 +6,9 @@
 Like Luong et al. 2015 (arXiv:1508.04025, Table 1) comparing global and
 local attention: every row uses the same task split, seed, decoder, sizes and
 budget, and reports the held-out exact match, token error rate (PER for
-g2p), word error rate, parameter count and training time.
+g2p), word error rate, parameter count, training time and training
+throughput: ``tokens/s`` = target tokens trained on / seconds spent in
+training steps (validation excluded; see :mod:`attnkit.train.loop`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def format_table(rows: list[dict], unit: str) -> str:
-    heads = ["model / attention", "exact match", unit, "WER", "parameters", "time (s)", "steps"]
+    """The comparison as a text table, one row per run (``train()`` result dicts); missing figures print as nan / -."""
+    heads = ["model / attention", "exact match", unit, "WER", "parameters", "time (s)", "tokens/s", "steps"]
     body = [
         [
             str(r.get("label") or r.get("attention")),
@@ -40,6 +43,7 @@ def format_table(rows: list[dict], unit: str) -> str:
             f"{r.get('word_error_rate', float('nan')):.2%}",
             f"{r.get('parameters', 0):,}",
             f"{r.get('seconds', 0):.1f}",
+            f"{r['tokens_per_second']:,.0f}" if isinstance(r.get("tokens_per_second"), (int, float)) else "-",
             str(r.get("steps", "")),
         ]
         for r in rows

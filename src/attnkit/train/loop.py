@@ -7,6 +7,17 @@ end scores the best weights on the test split. It only calls
 ``task.batches(split, batch_size, generator=...)``, ``model.loss(batch)``
 and ``task.evaluate(model, split, ...)``, so it does not care what a batch holds.
 
+Throughput: the result reports ``tokens_per_second = train_tokens / train_seconds``.
+``train_tokens`` sums ``batch.num_tokens`` over the batches actually trained on
+(the model's ``metrics["tokens"]`` when a batch has no ``num_tokens``): for a
+sequence-to-sequence :class:`~attnkit.data.base.Batch` the non-pad target
+tokens, EOS included; for a :class:`~attnkit.data.shakespeare.CharBatch` every
+character of ``x`` (each one a target of next-character LM; for masked-LM and
+genre classification the characters the encoder reads, of which ~15 % resp.
+none are scored). ``train_seconds`` is the wall time of the training steps
+(batch, forward, backward, update), without validation and checkpointing;
+``seconds`` is the whole run.
+
 Exact resume: the data order of epoch e comes from a generator seeded with
 (seed, e), the position inside the epoch is saved, and so are the model,
 the Adam moments and the torch RNG state. Training N steps, stopping, and
@@ -97,6 +108,20 @@ def _batch_stream(task: Any, batch_size: int, seed: int, epoch: int, offset: int
         epoch, offset = epoch + 1, 0
 
 
+def _count_tokens(batch: Any, metrics: dict[str, Any]) -> int:
+    """Tokens of one trained batch: ``batch.num_tokens``, else the model's ``metrics["tokens"]``, else 0."""
+    n = getattr(batch, "num_tokens", None)
+    if n is None:
+        n = metrics.get("tokens", 0)
+    return int(n)
+
+
+def _throughput(tokens: int, seconds: float) -> dict[str, Any]:
+    """``tokens_per_second = train_tokens / train_seconds`` (None before any step or without token counts)."""
+    tps = round(tokens / seconds, 1) if tokens > 0 and seconds > 0 else None
+    return {"train_tokens": int(tokens), "train_seconds": round(seconds, 6), "tokens_per_second": tps}
+
+
 def _better(a: float, b: Optional[float], higher: bool) -> bool:
     return b is None or (a > b if higher else a < b)
 
@@ -174,7 +199,7 @@ def train(
     opts = {**DEFAULTS, **getattr(task, "train_defaults", {})}
     if minutes is not None and steps is None:
         opts["steps"] = None
-    state = {"step": 0, "epoch": 0, "offset": 0, "seconds": 0.0, "best": None, "best_step": None, "seed": int(seed)}
+    state = {"step": 0, "epoch": 0, "offset": 0, "seconds": 0.0, "train_seconds": 0.0, "train_tokens": 0, "best": None, "best_step": None, "seed": int(seed)}
     opt_rest = None
     tensors: dict[str, torch.Tensor] = {}
     if resume:
@@ -262,6 +287,7 @@ def train(
             if opts["minutes"] is not None and time.perf_counter() - t_start >= opts["minutes"] * 60:
                 break
             phase, rng_snapshot = "forward", torch.get_rng_state()
+            t_step = time.perf_counter()
             epoch, offset, batch = next(stream)
             batch = batch.to(dev) if hasattr(batch, "to") else batch
             for g in optimizer.param_groups:
@@ -275,7 +301,12 @@ def train(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), opts["clip"])
             phase = "update"
             optimizer.step()
-            state.update(step=state["step"] + 1, epoch=epoch, offset=offset, seconds=time.perf_counter() - t_start)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)  # the step's kernels belong to its time
+            now = time.perf_counter()
+            state.update(step=state["step"] + 1, epoch=epoch, offset=offset, seconds=now - t_start,
+                         train_seconds=state["train_seconds"] + (now - t_step),
+                         train_tokens=state["train_tokens"] + _count_tokens(batch, m))
             phase = "idle"
             bar.update(state["step"], m, start_step=start_step)
             if callback is not None:
@@ -301,6 +332,7 @@ def train(
             last_valid = validate()
         save("last", last_valid)
     result: dict[str, Any] = {**summary, "steps": state["step"], "seconds": round(state["seconds"], 2), "run_dir": str(out) if out else None}
+    result.update(_throughput(state["train_tokens"], state["train_seconds"]))
     result[f"valid_{metric}"] = state["best"]
     if final_eval:
         if best_weights:
