@@ -262,3 +262,31 @@ def test_chunked_additive_large_preactivations(scale):
     gb = torch.autograd.grad(attention(q, k, v, backend="math", **kw).sum(), (q, k, p["v"]))
     for a, b in zip(ga, gb):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
+
+
+def test_plain_call_fast_path_matches_dispatch_and_respects_restrictions(monkeypatch):
+    """attention(q, k, v[, causal=True]) skips building a spec (plain_sdpa_call); its output
+    equals the dispatched sdpa backend's, and restrict_backends / anything unusual turns it off."""
+    from attnkit.backends import sdpa as sdpa_mod
+
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 3, n, 8, generator=g) for n in (5, 7, 7))
+    for causal in (False, True):
+        fast = attention(q, k, v, causal=causal)
+        full = attention(q, k, v, causal=causal, backend="sdpa")
+        torch.testing.assert_close(fast, full, rtol=0, atol=0)
+        ref = reference.run(build_spec(q.double(), k.double(), v.double(), causal=causal)).output
+        assert_close(fast, ref.float(), torch.float32)
+    calls = []
+    real = sdpa_mod.plain_sdpa_call
+    monkeypatch.setattr(sdpa_mod, "plain_sdpa_call", lambda *a: calls.append(a) or real(*a))
+    attention(q, k, v)
+    assert len(calls) == 1
+    with restrict_backends("math"):
+        assert sdpa_mod.plain_sdpa_call(q, k, v, False) is None  # the restriction is honoured
+        torch.testing.assert_close(attention(q, k, v), reference.run(build_spec(q, k, v)).output.float())
+    assert sdpa_mod.plain_sdpa_call(q, k[:, :1], v[:, :1], False) is None  # grouped-query: full path
+    assert sdpa_mod.plain_sdpa_call(q[0], k[0], v[0], False) is None  # 3-D: full path
+    assert sdpa_mod.plain_sdpa_call(q, k, v, "bottom_right") is None
+    with pytest.raises(TypeError, match="floating point"):  # errors still come from the full path
+        attention(q.long(), k.long(), v.long())

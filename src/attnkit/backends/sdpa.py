@@ -38,6 +38,8 @@ or heads only come from :func:`attnkit.backends.attention_weights`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -46,11 +48,11 @@ from ..functional.masks import causal_mask, combine
 from ..functional.reference import expand_kv
 from ..functional.scores import Cosine, Dot, General, ScaledDot
 from ..functional.spec import AttentionResult, AttentionSpec
-from .base import Backend, register_backend
+from .base import _ALLOWED, Backend, register_backend
 from .math import materialised_bytes
 from .weights import materialise_weights
 
-__all__ = ["SDPABackend", "sdpa_mask", "project_for_dot"]
+__all__ = ["SDPABackend", "sdpa_mask", "project_for_dot", "plain_sdpa_call"]
 
 #: scores whose projection of k does not depend on the head, so grouped-query
 #: keys can stay un-expanded (location's per-head W_a needs every head).
@@ -121,6 +123,36 @@ def _with_weights(
     if rows_ok is not None:
         w = w.masked_fill(~rows_ok, 0.0)
     return AttentionResult(output=torch.matmul(w, v), weights=w)  # (B, H, L, Ev)
+
+
+def plain_sdpa_call(query: Any, key: Any, value: Any, causal: Any) -> Tensor | None:
+    """The output of the plainest call, ``attention(q, k, v)`` / ``causal=True`` with every
+    other argument at its default, straight from SDPA; None when the call is anything else.
+
+    That call is what every Transformer layer makes, and dispatch would pick this
+    backend for it after building a spec (tens of microseconds per call, ~1 % of a
+    small model's training step): 4-D float tensors of one dtype and device with
+    (B, H, L, E), (B, H, S, E), (B, H, S, Ev), no mask (no row can be empty), no
+    restriction of the backends in force. Anything unusual returns None and takes
+    the full path, which validates and explains.
+    """
+    if (
+        type(query) is not Tensor or type(key) is not Tensor or type(value) is not Tensor
+        or query.dim() != 4 or key.dim() != 4 or value.dim() != 4
+        or causal not in (False, True, "top_left")
+        or _ALLOWED.get() is not None
+    ):
+        return None
+    B, H, L, E = query.shape
+    if (
+        query.dtype not in SDPABackend.dtypes or key.dtype != query.dtype or value.dtype != query.dtype
+        or key.device != query.device or value.device != query.device
+        or query.device.type not in SDPABackend.devices
+        or key.shape[:2] != (B, H) or key.shape[-1] != E or value.shape[:3] != key.shape[:3]
+        or L == 0 or key.shape[2] == 0 or E == 0
+    ):
+        return None
+    return F.scaled_dot_product_attention(query, key, value, is_causal=bool(causal))  # (B, H, L, Ev)
 
 
 @register_backend

@@ -236,7 +236,17 @@ def attention(
         tensor([[[0.2689, 0.7311]]])
     """
     from ..backends import select_backend  # below us in the data flow; imported late to avoid a cycle
+    from ..backends.sdpa import plain_sdpa_call
 
+    if (
+        score == "scaled_dot" and normalizer == "softmax" and mask is None and score_mod is None
+        and mask_mod is None and scale is None and dropout_p == 0.0 and not return_weights
+        and not return_log_prob and not check_finite and backend == "auto"
+        and score_params is None and normalizer_params is None
+    ):  # the plainest call: what dispatch would choose, without building a spec
+        out = plain_sdpa_call(query, key, value, causal)
+        if out is not None:
+            return out
     three_d = query.dim() == 3 if isinstance(query, Tensor) else False
     spec = build_spec(
         query,

@@ -431,7 +431,8 @@ class MultiHeadAttention(nn.Module):
             q_lin, k_lin, v_lin = qkv.split([self.q_proj.out_features, self.k_proj.out_features,
                                              self.v_proj.out_features], dim=-1)
         q = self._split(q_lin if fused else self.q_proj(query), self.num_heads)  # (B, H, L, Dh)
-        versions = (self.k_proj.weight._version, self.v_proj.weight._version)
+        # cross-attention reuses projected keys/values while the weights are unchanged
+        versions = None if self_attn else (self.k_proj.weight._version, self.v_proj.weight._version)
         new_state: Any = cache
         if reuse_static:
             k, v = cache.keys_so_far()  # (B, Hk, S, Dh)
