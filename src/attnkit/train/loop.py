@@ -74,16 +74,21 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
-def lr_at(step: int, *, lr: float, warmup: int, steps: Optional[int], min_lr_ratio: float) -> float:
+def lr_at(step: int, *, lr: float, warmup: int, steps: Optional[int], min_lr_ratio: float,
+          elapsed: Optional[float] = None) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine decay to ``min_lr_ratio * lr`` at ``steps``.
 
-    Without a step budget (``--minutes``) the rate stays at ``lr`` after warm-up.
+    Without a step budget (``--minutes``) ``elapsed``, the fraction of the time budget spent, drives
+    the same cosine; without either the rate stays at ``lr`` after warm-up.
     """
     if warmup and step < warmup:
         return lr * (step + 1) / warmup
-    if not steps:
+    if steps:
+        frac = min(1.0, (step - warmup) / max(1, steps - warmup))
+    elif elapsed is not None:
+        frac = min(1.0, max(0.0, elapsed))
+    else:
         return lr
-    frac = min(1.0, (step - warmup) / max(1, steps - warmup))
     return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
@@ -291,7 +296,8 @@ def train(
             epoch, offset, batch = next(stream)
             batch = batch.to(dev) if hasattr(batch, "to") else batch
             for g in optimizer.param_groups:
-                g["lr"] = lr_at(state["step"], lr=opts["lr"], warmup=opts["warmup"], steps=opts["steps"], min_lr_ratio=opts["min_lr_ratio"])
+                g["lr"] = lr_at(state["step"], lr=opts["lr"], warmup=opts["warmup"], steps=opts["steps"], min_lr_ratio=opts["min_lr_ratio"],
+                                elapsed=(time.perf_counter() - t_start) / (opts["minutes"] * 60) if opts["minutes"] else None)
             loss, m = model.loss(batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the loss became {float(loss)} at step {state['step']}; lower --lr or check the data")
