@@ -60,8 +60,17 @@ def test_auto_dispatch_order():
     assert select_backend(_spec()).name == "sdpa"
     assert select_backend(_spec(score="general", score_params={"weight": torch.randn(8, 8)})).name == "sdpa"
     assert select_backend(_spec(return_weights=True)).name == "sdpa"  # weights recomputed, not math
-    assert select_backend(_spec(score="additive", score_params=_additive())).name == "chunked"
-    assert select_backend(_spec(score_mod=lambda s, b, h, i, j: s - (i - j).abs())).name == "chunked"
+    # small calls: math's one materialised pass beats the tile loop (chunked declines, with its reason)
+    assert select_backend(_spec(score="additive", score_params=_additive())).name == "math"
+    assert select_backend(_spec(score_mod=lambda s, b, h, i, j: s - (i - j).abs())).name == "math"
+    assert "small call" in get_backend("chunked").auto_declines(_spec(score="additive", score_params=_additive()), None)
+    # large ones: math would materialise 4096 x 4096 x (3 + 2 x 5) floats = 832 MiB > 256 MiB
+    q = torch.randn(1, 4096, 8)
+    assert select_backend(build_spec(q, q, q, score="additive", score_params=_additive(8))).name == "chunked"
+    q = torch.randn(1, 8192, 8)  # a score_mod on dot scores: 8192² x 3 floats = 768 MiB
+    assert select_backend(build_spec(q, q, q, score_mod=lambda s, b, h, i, j: s - (i - j).abs())).name == "chunked"
+    with restrict_backends("chunked", "sdpa"):  # math not allowed: chunked takes small calls too
+        assert select_backend(_spec(score="additive", score_params=_additive())).name == "chunked"
     assert select_backend(_spec(normalizer="sparsemax")).name == "math"
 
 
@@ -75,11 +84,13 @@ def test_forced_backend_lists_reasons():
 
 def test_restrict_backends():
     spec = _spec()
-    with restrict_backends("chunked", "math"):
+    with restrict_backends("chunked"):
         assert select_backend(spec).name == "chunked"
         with restrict_backends("math"):
             assert select_backend(spec).name == "math"
         assert select_backend(spec).name == "chunked"
+    with restrict_backends("chunked", "math"):  # a small call: chunked passes it to math
+        assert select_backend(spec).name == "math"
     assert select_backend(spec).name == "sdpa"
     with restrict_backends("sdpa"):
         with pytest.raises(ValueError, match="no backend can run this call: sdpa: normalizer"):

@@ -143,6 +143,12 @@ class Backend:
                 )
         return reasons
 
+    def auto_declines(self, spec: AttentionSpec, allowed: tuple[str, ...] | None) -> str | None:
+        """Why ``backend="auto"`` should pass this runnable call on to a later backend
+        (None: take it). A preference, not a refusal: forcing the backend still runs it.
+        ``allowed``: the names ``restrict_backends`` permits (None: all)."""
+        return None
+
     def forward(self, spec: AttentionSpec) -> AttentionResult:  # pragma: no cover - abstract
         raise TypeError(f"backend {self.name!r} does not define forward()")
 
@@ -233,6 +239,9 @@ def select_backend(spec: AttentionSpec, backend: str = "auto") -> Backend:
         b = BACKENDS[name]
         reasons = b.not_supported_reasons(spec)
         if not reasons:
-            return b
+            declined = b.auto_declines(spec, allowed)
+            if declined is None:
+                return b
+            reasons = [declined]
         refusals.append(f"{name}: {'; '.join(reasons)}")
     raise ValueError("no backend can run this call: " + " | ".join(refusals))
