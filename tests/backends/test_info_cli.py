@@ -16,7 +16,11 @@ def test_info_lists_every_backend_and_auto_choice(capsys):
     by = {b["name"]: b for b in rep["backends"]}
     assert any("not a dot product" in r for r in by["sdpa"]["reasons"])
     assert by["chunked"]["reasons"] == []
-    assert rep["call"]["auto"] == "chunked"
+    assert "small call" in by["chunked"]["declined"]  # runnable, but auto prefers math at L = S = 128
+    assert rep["call"]["auto"] == "math"
+    assert main(["info", "--score", "additive", "--L", "2048", "--E", "128", "--json"]) == 0
+    big = json.loads(capsys.readouterr().out)
+    assert big["call"]["auto"] == "chunked"
     assert rep["environment"]["torch"]
     for b in rep["backends"]:
         assert b["available"] or b["unavailable_reason"]

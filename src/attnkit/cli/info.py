@@ -96,7 +96,7 @@ def _sample_spec(args: argparse.Namespace):
 
 
 def report(args: argparse.Namespace) -> dict[str, Any]:
-    from ..backends import BACKENDS, backend_names
+    from ..backends import BACKENDS, backend_names, select_backend
 
     spec = _sample_spec(args) if args.score else None
     rows = []
@@ -116,9 +116,13 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
         if spec is not None:
             reasons = b.not_supported_reasons(spec)
             row["reasons"] = reasons
-            if not reasons and chosen is None and name != "reference":
-                chosen = name
+            row["declined"] = None if reasons else b.auto_declines(spec, None)
         rows.append(row)
+    if spec is not None:
+        try:
+            chosen = select_backend(spec).name
+        except ValueError:
+            chosen = None
     out: dict[str, Any] = {"environment": environment(), "backends": rows}
     if spec is not None:
         out["call"] = {"score": args.score, "normalizer": args.normalizer, "causal": args.causal,
@@ -150,7 +154,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  supports {', '.join(flags) or 'none of mask/causal/...'}"
               + (f"; head dim <= {caps['max_head_dim']}" if caps["max_head_dim"] else ""))
         if "reasons" in row:
-            print("  this call: " + ("ok" if not row["reasons"] else "refused: " + "; ".join(row["reasons"])))
+            verdict = "ok" if not row["reasons"] else "refused: " + "; ".join(row["reasons"])
+            if row.get("declined"):
+                verdict = f"runs, but auto passes it on: {row['declined']}"
+            print("  this call: " + verdict)
     if "call" in rep:
         c = rep["call"]
         print(f"\nauto picks: {c['auto'] or 'nothing (every backend refused)'} for score={c['score']} "
