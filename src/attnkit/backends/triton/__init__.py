@@ -74,12 +74,20 @@ def _bias(spec: AttentionSpec) -> tuple[Tensor | None, bool]:
 class _Launch:
     """Everything a kernel launch needs besides the tensors that change between passes."""
 
-    def __init__(self, spec: AttentionSpec, additive: bool, blocks: tuple[int, int]) -> None:
+    def __init__(self, spec: AttentionSpec, additive: bool, blocks: tuple[int, int], separable: bool = False) -> None:
         self.spec = spec
         self.additive = additive
+        #: the additive kernels read exp(2 qp), exp(2 kp) (see kernels' docstring)
+        self.separable = separable
         self.bq, self.bk = blocks
         self.causal_offset = 0 if spec.causal != "bottom_right" else spec.S - spec.L
         self.bias, self.bias_bool = _bias(spec)
+
+    def features(self, qp: Tensor, kp: Tensor) -> tuple[Tensor, Tensor]:
+        """What the kernels read as q, k: qp, kp, or exp(2 qp), exp(2 kp) in float32 when separable."""
+        if not self.separable:
+            return qp, kp
+        return torch.exp(2 * qp.float()), torch.exp(2 * kp.float())  # (B, H, L, D), (B, H, S, D)
 
     def common(self, qp: Tensor, kp: Tensor, v: Tensor, va: Tensor, out_like: Tensor) -> tuple[list[Any], dict]:
         B, H, L, D = qp.shape
@@ -95,7 +103,8 @@ class _Launch:
             IS_ADDITIVE=self.additive, HAS_BIAS=self.bias is not None, BIAS_BOOL=self.bias_bool,
             CAUSAL=self.spec.causal is not None, BQ=self.bq, BK=self.bk, BD=_next_pow2(D), BE=_next_pow2(EV),
             # float32 inputs: exact products; half inputs: tensor cores (TF32 on the float32 tiles)
-            PRECISION="ieee" if qp.dtype == torch.float32 else "tf32",
+            PRECISION="ieee" if v.dtype == torch.float32 else "tf32",
+            SEPARABLE=self.separable,
         )
         return [bias, args], meta
 
@@ -105,7 +114,7 @@ def _forward(launch: _Launch, qp: Tensor, kp: Tensor, v: Tensor, va: Tensor) -> 
     import triton
 
     B, H, L, _ = qp.shape
-    out = torch.empty(B, H, L, v.shape[-1], device=qp.device, dtype=qp.dtype)
+    out = torch.empty(B, H, L, v.shape[-1], device=qp.device, dtype=v.dtype)
     lse = torch.empty(B, H, L, device=qp.device, dtype=torch.float32)
     (bias, args), meta = launch.common(qp, kp, v, va, out)
     grid = (triton.cdiv(L, launch.bq), B * H)
@@ -116,9 +125,11 @@ def _forward(launch: _Launch, qp: Tensor, kp: Tensor, v: Tensor, va: Tensor) -> 
 class _TritonFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qp, kp, v, va, launch):  # type: ignore[override]
-        out, lse = _forward(launch, qp, kp, v, va)
+        qf, kf = launch.features(qp, kp)
+        out, lse = _forward(launch, qf, kf, v, va)
         ctx.launch = launch
-        ctx.save_for_backward(qp, kp, v, va, out, lse)
+        ctx.dtypes = (qp.dtype, kp.dtype)
+        ctx.save_for_backward(qf, kf, v, va, out, lse)
         ctx.mark_non_differentiable(lse)
         return out, lse
 
@@ -149,7 +160,7 @@ class _TritonFunction(torch.autograd.Function):
         if launch.additive and ctx.needs_input_grad[3]:
             per_head = dva.sum(0).view(B, H, D).sum(0)  # (H, D)
             dva_t = (per_head if va.dim() == 2 else per_head.sum(0)).to(va.dtype)
-        return dqp.to(qp.dtype), dkp.to(kp.dtype), dv.to(v.dtype), dva_t, None
+        return dqp.to(ctx.dtypes[0]), dkp.to(ctx.dtypes[1]), dv.to(v.dtype), dva_t, None
 
 
 def triton_attention(spec: AttentionSpec, *, block_q: int | None = None, block_k: int | None = None) -> AttentionResult:
@@ -165,7 +176,12 @@ def triton_attention(spec: AttentionSpec, *, block_q: int | None = None, block_k
         va = torch.zeros(1, device=qp.device, dtype=qp.dtype)
     default = (16, 16) if additive else (64, 64)
     blocks = (block_q or default[0], block_k or default[1])
-    launch = _Launch(spec, additive, blocks)
+    separable = False
+    if additive and qp.numel() and kp.numel():
+        from ..chunked import SEPARABLE_BOUND
+
+        separable = max(qp.detach().abs().amax().item(), kp.detach().abs().amax().item()) <= SEPARABLE_BOUND
+    launch = _Launch(spec, additive, blocks, separable)
     out, lse = _TritonFunction.apply(qp, kp, v, va, launch)
     weights = None
     if spec.return_weights:

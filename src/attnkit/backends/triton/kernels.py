@@ -19,7 +19,11 @@ dqp; ``dS = P (dP - D)``, ``dP = dO vᵀ``; for the additive score
 ``dva = scale Σ_ij dS t``.
 
 tanh is written ``1 - 2 / (exp(2x) + 1)`` (exact at ±inf, runs under the
-interpreter). Set ``TRITON_INTERPRET=1`` before importing triton to run these
+interpreter). With ``SEPARABLE`` the additive kernels receive ``exp(2 qp)`` and
+``exp(2 kp)`` instead of qp, kp (taken once per token by the caller, while
+|qp|, |kp| <= 20 keeps their product inside float32), so a pair and feature costs
+a multiply and a reciprocal instead of an exp and a reciprocal; the gradients are
+still with respect to qp, kp (``1 - t²`` does not care how t was formed). Set ``TRITON_INTERPRET=1`` before importing triton to run these
 on CPU tensors (the tests do, at tiny sizes).
 """
 
@@ -35,13 +39,21 @@ def _tanh(x):
 
 
 @triton.jit
+def _pair_tanh(q, k, SEPARABLE: tl.constexpr):
+    """t = tanh(qp_i + kp_j), (BQ, BK, D), from qp, kp or (SEPARABLE) from exp(2 qp), exp(2 kp)."""
+    if SEPARABLE:
+        return 1.0 - 2.0 / (q[:, None, :] * k[None, :, :] + 1.0)
+    return _tanh(q[:, None, :] + k[None, :, :])
+
+
+@triton.jit
 def _scores(q, k, va, offs_q, offs_k, b, h, L, S, scale, causal_offset,
             BIAS, sb_b, sb_h, sb_l, sb_s,
             IS_ADDITIVE: tl.constexpr, HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr, CAUSAL: tl.constexpr,
-            PRECISION: tl.constexpr):
+            PRECISION: tl.constexpr, SEPARABLE: tl.constexpr):
     """Masked, scaled scores (BQ, BK) of a tile; forbidden positions are -inf."""
     if IS_ADDITIVE:
-        t = _tanh(q[:, None, :] + k[None, :, :])  # (BQ, BK, D)
+        t = _pair_tanh(q, k, SEPARABLE)  # (BQ, BK, D)
         s = tl.sum(t * va[None, None, :], axis=2)
     else:
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
@@ -66,7 +78,7 @@ def attn_fwd(QP, KP, V, VA, BIAS, OUT, LSE,
              H, L, S, D, EV, scale, causal_offset,
              IS_ADDITIVE: tl.constexpr, HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr, CAUSAL: tl.constexpr,
              BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BE: tl.constexpr,
-             PRECISION: tl.constexpr):
+             PRECISION: tl.constexpr, SEPARABLE: tl.constexpr):
     pid_q = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // H
@@ -91,7 +103,7 @@ def attn_fwd(QP, KP, V, VA, BIAS, OUT, LSE,
         k = tl.load(KP + b * sk_b + h * sk_h + offs_k[:, None] * sk_s + offs_d[None, :],
                     mask=(offs_k[:, None] < S) & (offs_d[None, :] < D), other=0.0).to(tl.float32)
         s = _scores(q, k, va, offs_q, offs_k, b, h, L, S, scale, causal_offset, BIAS, sb_b, sb_h, sb_l, sb_s,
-                    IS_ADDITIVE, HAS_BIAS, BIAS_BOOL, CAUSAL, PRECISION)
+                    IS_ADDITIVE, HAS_BIAS, BIAS_BOOL, CAUSAL, PRECISION, SEPARABLE)
         m_new = tl.maximum(m, tl.max(s, 1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         p = tl.exp(s - m_safe[:, None])
@@ -116,7 +128,7 @@ def attn_bwd_dkv(QP, KP, V, VA, BIAS, DO, LSE, DELTA, DKP, DV, DVA,
                  H, L, S, D, EV, scale, causal_offset,
                  IS_ADDITIVE: tl.constexpr, HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr, CAUSAL: tl.constexpr,
                  BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BE: tl.constexpr,
-             PRECISION: tl.constexpr):
+             PRECISION: tl.constexpr, SEPARABLE: tl.constexpr):
     """dkp, dv of one key block (and its share of dva), looping over query blocks.
 
     DO, DKP, DV are contiguous like QP/KP/V with the o-strides (so_*) for DO;
@@ -152,13 +164,13 @@ def attn_bwd_dkv(QP, KP, V, VA, BIAS, DO, LSE, DELTA, DKP, DV, DVA,
         lse = tl.load(LSE + bh * L + offs_q, mask=qmask, other=float("inf"))
         delta = tl.load(DELTA + bh * L + offs_q, mask=qmask, other=0.0)
         s = _scores(q, k, va, offs_q, offs_k, b, h, L, S, scale, causal_offset, BIAS, sb_b, sb_h, sb_l, sb_s,
-                    IS_ADDITIVE, HAS_BIAS, BIAS_BOOL, CAUSAL, PRECISION)
+                    IS_ADDITIVE, HAS_BIAS, BIAS_BOOL, CAUSAL, PRECISION, SEPARABLE)
         p = tl.exp(s - lse[:, None])  # (BQ, BK)
         dv += tl.dot(tl.trans(p), do, input_precision=PRECISION)
         dp = tl.dot(do, tl.trans(vt), input_precision=PRECISION)
         ds = p * (dp - delta[:, None]) * scale
         if IS_ADDITIVE:
-            t = _tanh(q[:, None, :] + k[None, :, :])  # (BQ, BK, D)
+            t = _pair_tanh(q, k, SEPARABLE)  # (BQ, BK, D)
             g = ds[:, :, None] * va[None, None, :] * (1.0 - t * t)
             dk += tl.sum(g, axis=0)
             dva += tl.sum(tl.sum(ds[:, :, None] * t, axis=0), axis=0)
@@ -179,7 +191,7 @@ def attn_bwd_dq(QP, KP, V, VA, BIAS, DO, LSE, DELTA, DQP,
                 H, L, S, D, EV, scale, causal_offset,
                 IS_ADDITIVE: tl.constexpr, HAS_BIAS: tl.constexpr, BIAS_BOOL: tl.constexpr, CAUSAL: tl.constexpr,
                 BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BE: tl.constexpr,
-             PRECISION: tl.constexpr):
+             PRECISION: tl.constexpr, SEPARABLE: tl.constexpr):
     """dqp of one query block, looping over key blocks."""
     pid_q = tl.program_id(0)
     bh = tl.program_id(1)
@@ -210,12 +222,12 @@ def attn_bwd_dq(QP, KP, V, VA, BIAS, DO, LSE, DELTA, DQP,
         vt = tl.load(V + b * sv_b + h * sv_h + offs_k[:, None] * sv_s + offs_e[None, :],
                      mask=kmask[:, None] & (offs_e[None, :] < EV), other=0.0).to(tl.float32)
         s = _scores(q, k, va, offs_q, offs_k, b, h, L, S, scale, causal_offset, BIAS, sb_b, sb_h, sb_l, sb_s,
-                    IS_ADDITIVE, HAS_BIAS, BIAS_BOOL, CAUSAL, PRECISION)
+                    IS_ADDITIVE, HAS_BIAS, BIAS_BOOL, CAUSAL, PRECISION, SEPARABLE)
         p = tl.exp(s - lse[:, None])
         dp = tl.dot(do, tl.trans(vt), input_precision=PRECISION)
         ds = p * (dp - delta[:, None]) * scale
         if IS_ADDITIVE:
-            t = _tanh(q[:, None, :] + k[None, :, :])
+            t = _pair_tanh(q, k, SEPARABLE)
             dq += tl.sum(ds[:, :, None] * va[None, None, :] * (1.0 - t * t), axis=1)
         else:
             dq += tl.dot(ds, k, input_precision=PRECISION)
