@@ -470,6 +470,10 @@ class ShakespeareGenreTask(ShakespeareTask):
     default_model = "bert"
     primary_metric = "accuracy"
     higher_is_better = True
+    #: one label per window is a far weaker signal than the LM's one target per character: with the
+    #: LM's lr 1e-3 / batch 12 the loss never left the label entropy (majority class only); lr 3e-4 on
+    #: batches of 32 leaves it (train loss 1.74 -> 1.69 in 250 steps, one thread; lr 1e-3-3e-3 stayed at 1.74)
+    train_defaults = {**ShakespeareTask.train_defaults, "lr": 3e-4, "batch_size": 32}
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
