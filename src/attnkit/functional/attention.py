@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from .masks import CAUSAL_ALIGNMENTS
-from .normalize import Normalizer, get_normalizer
-from .scores import Score, get_score
+from .normalize import Normalizer, Softmax, get_normalizer
+from .scores import Score, ScaledDot, get_score
 from .spec import AttentionResult, AttentionSpec, MaskMod, ScoreMod
 
 __all__ = ["attention", "build_spec"]
@@ -239,7 +239,9 @@ def attention(
     from ..backends.sdpa import plain_sdpa_call
 
     if (
-        score == "scaled_dot" and normalizer == "softmax" and mask is None and score_mod is None
+        (type(score) is ScaledDot or (type(score) is str and score == "scaled_dot"))
+        and (type(normalizer) is Softmax or (type(normalizer) is str and normalizer == "softmax"))
+        and mask is None and score_mod is None
         and mask_mod is None and scale is None and dropout_p == 0.0 and not return_weights
         and not return_log_prob and not check_finite and backend == "auto"
         and score_params is None and normalizer_params is None

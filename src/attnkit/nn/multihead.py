@@ -411,8 +411,9 @@ class MultiHeadAttention(nn.Module):
         else:
             key = query if key is None else key
             value = key if value is None else value
-            self._check_input("key", key, self.key_dim, B)
-            self._check_input("value", value, self.value_dim, B)
+            if not (self_attn and self.fused_in_proj):  # else key is value is the checked query
+                self._check_input("key", key, self.key_dim, B)
+                self._check_input("value", value, self.value_dim, B)
             if key.shape[1] != value.shape[1]:
                 raise ValueError(f"key has {key.shape[1]} positions but value has {value.shape[1]}; give one value per key")
         if cache is not None and cache.batch_size != B:

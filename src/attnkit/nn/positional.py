@@ -80,7 +80,8 @@ class SinusoidalPositionalEncoding(nn.Module):
         if not base > 1:
             raise ValueError(f"base must be > 1, got {base!r}")
         self.dim, self.base, self.scale = dim, float(base), float(scale)
-        self.drop = nn.Dropout(check_dropout(dropout))
+        p_drop = check_dropout(dropout)
+        self.drop = nn.Dropout(p_drop) if p_drop > 0 else nn.Identity()
 
     def table(self, positions: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
         return sinusoidal_table(positions, self.dim, base=self.base, dtype=dtype)
@@ -109,15 +110,19 @@ class LearnedPositionalEncoding(nn.Module):
         self.dim, self.max_len = dim, max_len
         self.embedding = nn.Embedding(max_len, dim, device=device, dtype=dtype)
         nn.init.normal_(self.embedding.weight, std=0.02)
-        self.drop = nn.Dropout(check_dropout(dropout))
+        p_drop = check_dropout(dropout)
+        self.drop = nn.Dropout(p_drop) if p_drop > 0 else nn.Identity()
 
     def forward(self, x: Tensor, *, offset: int | Tensor = 0, positions: Optional[Tensor] = None) -> Tensor:
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"x must be (B, L, {self.dim}), got {tuple(x.shape)}")
         pos = _positions(x.shape[1], offset, positions, x.device)
-        if pos.numel() and int(pos.max()) >= self.max_len:
+        # the last position, without reading the tensor when it is offset + L - 1
+        last = offset + x.shape[1] - 1 if positions is None and isinstance(offset, int) else (
+            int(pos.max()) if pos.numel() else -1)
+        if last >= self.max_len:
             raise ValueError(
-                f"position {int(pos.max())} is past max_len={self.max_len} of the learned table; "
+                f"position {last} is past max_len={self.max_len} of the learned table; "
                 "build it with a larger max_len or use SinusoidalPositionalEncoding"
             )
         return self.drop(x + self.embedding(pos).to(x.dtype))  # (B, L, D)
