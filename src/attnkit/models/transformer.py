@@ -262,7 +262,10 @@ def _init_gpt_style(module: nn.Module, num_layers: int) -> None:
 
 
 def _cross_entropy_metrics(logits: Tensor, targets: Tensor, *, ignore_index: int = -100,
-                           label_smoothing: float = 0.0) -> tuple[Tensor, dict[str, float]]:
+                           label_smoothing: float = 0.0, accuracy: bool = True) -> tuple[Tensor, dict[str, float]]:
+    """Mean cross-entropy over non-ignored targets, with {"loss", "tokens"} and, when
+    ``accuracy`` (the models pass ``not self.training``: evaluation), the top-1 accuracy;
+    a training step does not pay for it (nothing reads it there)."""
     V = logits.shape[-1]
     flat = logits.reshape(-1, V)  # (N, V)
     tgt = targets.reshape(-1)  # (N,)
@@ -270,6 +273,8 @@ def _cross_entropy_metrics(logits: Tensor, targets: Tensor, *, ignore_index: int
     with torch.no_grad():
         keep = tgt != ignore_index
         n = int(keep.sum())
+        if not accuracy:
+            return loss, {"loss": float(loss.detach()), "tokens": n}
         # correct where the target's logit is the largest: a gather and an amax cost a
         # quarter of an argmax over V on CPU (ties, of measure zero, count as correct)
         top = flat.gather(1, tgt.clamp(min=0).unsqueeze(1)).squeeze(1) >= flat.amax(-1)  # (N,)
@@ -482,7 +487,7 @@ class GPT(nn.Module):
     def loss(self, batch: Any) -> tuple[Tensor, dict[str, float]]:
         """Next-token cross-entropy of ``batch.x`` (B, T) against ``batch.y`` (B, T)."""
         logits = self(batch.x).logits  # (B, T, V)
-        return _cross_entropy_metrics(logits, batch.y)
+        return _cross_entropy_metrics(logits, batch.y, accuracy=not self.training)
 
     @torch.no_grad()
     def generate(
@@ -683,12 +688,12 @@ class BERT(nn.Module):
             if getattr(batch, "label", None) is None:
                 raise ValueError("this BERT has a classification head; train it on a task with labels "
                                  "(e.g. shakespeare-genre) or build it without num_classes")
-            return _cross_entropy_metrics(logits, batch.label)
+            return _cross_entropy_metrics(logits, batch.label, accuracy=not self.training)
         if getattr(batch, "target_mask", None) is None:
             raise ValueError("this BERT has a masked-LM head; train it on a masked task (shakespeare-mlm) or "
                              "build it with num_classes for a classification task")
         targets = batch.y.masked_fill(~batch.target_mask, -100)  # (B, L): loss on masked positions only
-        return _cross_entropy_metrics(logits, targets)
+        return _cross_entropy_metrics(logits, targets, accuracy=not self.training)
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         """Encoder-only models do not generate: they see the whole input at once."""
@@ -895,7 +900,8 @@ class Transformer(nn.Module):
     def loss(self, batch: Any) -> tuple[Tensor, dict[str, float]]:
         """Teacher-forced cross-entropy of ``batch.tgt_out`` (PAD ignored, optional label smoothing)."""
         logits = self(batch.src, batch.src_lengths, batch.tgt_in).logits  # (B, T, V)
-        return _cross_entropy_metrics(logits, batch.tgt_out, ignore_index=PAD, label_smoothing=self.label_smoothing)
+        return _cross_entropy_metrics(logits, batch.tgt_out, ignore_index=PAD, label_smoothing=self.label_smoothing,
+                                      accuracy=not self.training)
 
     def _new_caches(self, memory: Tensor, capacity: int) -> list[tuple[KVCache, KVCache]]:
         B = memory.shape[0]

@@ -22,7 +22,8 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..functional import masks as fmasks
-from ..functional.scores import SCORES, Additive, General, Score, get_score
+from ..functional.normalize import Softmax
+from ..functional.scores import SCORES, Additive, General, ScaledDot, Score, get_score
 from ._common import attend, check_dim, check_dropout, check_normalizer, shape_str
 from .base import AttentionOutput
 from .positional import ALiBi, RotaryEmbedding
@@ -391,6 +392,13 @@ class MultiHeadAttention(nn.Module):
         step: Optional[int] = None,
         state: Optional[KVCache | dict] = None,
     ) -> AttentionOutput:
+        if (
+            key is None and value is None and cache is None and state is None and key_mask is None
+            and attn_mask is None and positions is None and score_mod is None and mask_mod is None
+            and not need_weights and (causal is False or causal is True) and self._plain()
+            and type(query) is Tensor and query.dim() == 3 and query.shape[-1] == self.embed_dim
+        ):
+            return self._plain_self_attention(query, causal)
         projected = state if isinstance(state, dict) else None
         if state is not None and projected is None:
             if cache is not None and cache is not state:
@@ -506,6 +514,27 @@ class MultiHeadAttention(nn.Module):
             w = w.squeeze(2) if w is not None else None  # (B, H, S)
             lp = lp.squeeze(2) if lp is not None else None  # (B, H)
         return AttentionOutput(out, w, lp, new_state)
+
+    def _plain(self) -> bool:
+        """Plain softmax(q kᵀ/sqrt(d)) self-attention: fused projection, no positions inside, no dropout now."""
+        return (
+            self.fused_in_proj and type(self._score_fixed) is ScaledDot and type(self.normalizer) is Softmax
+            and self.rotary is None and self.alibi is None and (self.dropout == 0.0 or not self.training)
+        )
+
+    def _plain_self_attention(self, x: Tensor, causal: bool) -> AttentionOutput:
+        """The forward of the commonest call (a Transformer layer's self-attention) with nothing to
+        decide: nanoGPT's ``c_attn`` -> SDPA -> ``c_proj``; same numbers as the general path."""
+        B, L, _ = x.shape
+        H, Hk, Dh = self.num_heads, self.num_kv_heads, self.head_dim
+        qkv = nn.functional.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, L, (H + 2 Hk) Dh)
+        q, k, v = qkv.split([H * Dh, Hk * Dh, Hk * Dh], dim=-1)
+        q = q.view(B, L, H, Dh).transpose(1, 2)  # (B, H, L, Dh)
+        k = k.view(B, L, Hk, Dh).transpose(1, 2)  # (B, Hk, L, Dh)
+        v = v.view(B, L, Hk, Dh).transpose(1, 2)  # (B, Hk, L, Dh)
+        out = attend(q, k, v, score=self._score_fixed, normalizer=self.normalizer, causal=causal)  # (B, H, L, Dh)
+        out = self.out_proj(out.transpose(1, 2).reshape(B, L, H * Dh))  # (B, L, out_dim)
+        return AttentionOutput(out, None, None, None)
 
     def extra_repr(self) -> str:
         return (
