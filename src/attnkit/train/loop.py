@@ -131,6 +131,16 @@ def _better(a: float, b: Optional[float], higher: bool) -> bool:
     return b is None or (a > b if higher else a < b)
 
 
+def _no_worse(m: dict[str, Any], best: Optional[dict[str, Any]], metric: str, higher: bool) -> bool:
+    """A validation that ties the best on ``metric`` and on the token error rate (when both
+    have one) replaces it: the later weights have trained longer on the same evidence (and
+    under a decaying rate are the smoother ones), so a tie goes to them."""
+    if best is None or m.get(metric) != best.get(metric):
+        return False
+    a, b = m.get("token_error_rate"), best.get("token_error_rate")
+    return a is None or b is None or a <= b
+
+
 def _summary(task: Any, model: Any) -> dict[str, Any]:
     cfg = dict(getattr(model, "config", {}))
     return {
@@ -269,9 +279,11 @@ def train(
         m = task.evaluate(model, "valid", max_examples=opts["eval_examples"])
         m = {k: v for k, v in m.items() if isinstance(v, (int, float))}
         val = m.get(metric)
-        improved = val is not None and _better(val, state["best"], higher)
+        improved = val is not None and (
+            _better(val, state["best"], higher) or _no_worse(m, state.get("best_metrics"), metric, higher))
         if improved:
             state["best"], state["best_step"] = val, state["step"]
+            state["best_metrics"] = {k: m[k] for k in (metric, "token_error_rate") if k in m}
         log_event({"event": "valid", "step": state["step"], **m})
         bar.log(f"step {state['step']}: valid {metric} {val:.4f}" + (" (best)" if improved else ""))
         if improved:
