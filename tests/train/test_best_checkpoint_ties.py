@@ -7,11 +7,11 @@ from attnkit.train.loop import _better, _no_worse
 def test_strictly_better_and_ties():
     best = {"exact_match": 1.0, "token_error_rate": 0.0}
     assert _better(0.99, 0.98, True) and not _better(0.98, 0.98, True)
-    assert _no_worse({"exact_match": 1.0, "token_error_rate": 0.0}, best, "exact_match", True)  # full tie: later
-    assert not _no_worse({"exact_match": 1.0, "token_error_rate": 0.01}, best, "exact_match", True)  # worse CER
-    assert not _no_worse({"exact_match": 0.99, "token_error_rate": 0.0}, best, "exact_match", True)  # not a tie
-    assert _no_worse({"loss": 1.5}, {"loss": 1.5}, "loss", False)  # no error rate: the tie alone decides
-    assert not _no_worse({"exact_match": 1.0}, None, "exact_match", True)  # nothing to tie with
+    assert _no_worse({"exact_match": 1.0, "token_error_rate": 0.0}, best, "exact_match")  # full tie: later
+    assert not _no_worse({"exact_match": 1.0, "token_error_rate": 0.01}, best, "exact_match")  # worse CER
+    assert not _no_worse({"exact_match": 0.99, "token_error_rate": 0.0}, best, "exact_match")  # not a tie
+    assert _no_worse({"loss": 1.5}, {"loss": 1.5}, "loss")  # no error rate: the tie alone decides
+    assert not _no_worse({"exact_match": 1.0}, None, "exact_match")  # nothing to tie with
 
 
 def test_later_tie_becomes_best(tmp_path):

@@ -526,14 +526,12 @@ class MultiHeadAttention(nn.Module):
         """The forward of the commonest call (a Transformer layer's self-attention) with nothing to
         decide: nanoGPT's ``c_attn`` -> SDPA -> ``c_proj``; same numbers as the general path."""
         B, L, _ = x.shape
-        H, Hk, Dh = self.num_heads, self.num_kv_heads, self.head_dim
+        H, Hk = self.num_heads, self.num_kv_heads
         qkv = nn.functional.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, L, (H + 2 Hk) Dh)
-        q, k, v = qkv.split([H * Dh, Hk * Dh, Hk * Dh], dim=-1)
-        q = q.view(B, L, H, Dh).transpose(1, 2)  # (B, H, L, Dh)
-        k = k.view(B, L, Hk, Dh).transpose(1, 2)  # (B, Hk, L, Dh)
-        v = v.view(B, L, Hk, Dh).transpose(1, 2)  # (B, Hk, L, Dh)
+        q, k, v = qkv.split([self.q_proj.out_features, self.k_proj.out_features, self.v_proj.out_features], dim=-1)
+        q, k, v = self._split(q, H), self._split(k, Hk), self._split(v, Hk)  # (B, H|Hk, L, Dh)
         out = attend(q, k, v, score=self._score_fixed, normalizer=self.normalizer, causal=causal)  # (B, H, L, Dh)
-        out = self.out_proj(out.transpose(1, 2).reshape(B, L, H * Dh))  # (B, L, out_dim)
+        out = self.out_proj(out.transpose(1, 2).reshape(B, L, H * self.head_dim))  # (B, L, out_dim)
         return AttentionOutput(out, None, None, None)
 
     def extra_repr(self) -> str:

@@ -131,7 +131,7 @@ def _better(a: float, b: Optional[float], higher: bool) -> bool:
     return b is None or (a > b if higher else a < b)
 
 
-def _no_worse(m: dict[str, Any], best: Optional[dict[str, Any]], metric: str, higher: bool) -> bool:
+def _no_worse(m: dict[str, Any], best: Optional[dict[str, Any]], metric: str) -> bool:
     """A validation that ties the best on ``metric`` and on the token error rate (when both
     have one) replaces it: the later weights have trained longer on the same evidence (and
     under a decaying rate are the smoother ones), so a tie goes to them."""
@@ -280,7 +280,7 @@ def train(
         m = {k: v for k, v in m.items() if isinstance(v, (int, float))}
         val = m.get(metric)
         improved = val is not None and (
-            _better(val, state["best"], higher) or _no_worse(m, state.get("best_metrics"), metric, higher))
+            _better(val, state["best"], higher) or _no_worse(m, state.get("best_metrics"), metric))
         if improved:
             state["best"], state["best_step"] = val, state["step"]
             state["best_metrics"] = {k: m[k] for k in (metric, "token_error_rate") if k in m}

@@ -176,12 +176,9 @@ def triton_attention(spec: AttentionSpec, *, block_q: int | None = None, block_k
         va = torch.zeros(1, device=qp.device, dtype=qp.dtype)
     default = (16, 16) if additive else (64, 64)
     blocks = (block_q or default[0], block_k or default[1])
-    separable = False
-    if additive and qp.numel() and kp.numel():
-        from ..chunked import SEPARABLE_BOUND
+    from ..chunked import separable_ok
 
-        separable = max(qp.detach().abs().amax().item(), kp.detach().abs().amax().item()) <= SEPARABLE_BOUND
-    launch = _Launch(spec, additive, blocks, separable)
+    launch = _Launch(spec, additive, blocks, separable=additive and separable_ok(qp, kp))
     out, lse = _TritonFunction.apply(qp, kp, v, va, launch)
     weights = None
     if spec.return_weights:
