@@ -376,3 +376,19 @@ def test_cross_attention_maps_match_the_decoding_alignment() -> None:
     maps = m.cross_attention_maps(src, lengths, toks)
     assert len(maps) == 3 and maps[-1].shape == (2, len(toks) + 1, 5)
     torch.testing.assert_close(maps[-1].mean(0)[: len(toks)], align.to(maps[-1].dtype), rtol=1e-7, atol=1e-9)
+
+
+def test_gpt_training_loss_counts_every_position_without_a_reduction() -> None:
+    """A training step reports B·T tokens from the shape; evaluation counts and adds the accuracy."""
+    torch.manual_seed(0)
+    model = GPT(5, block_size=8, num_layers=1, num_heads=2, dim=8)
+    batch = SimpleNamespace(x=torch.randint(0, 5, (3, 4)), y=torch.randint(0, 5, (3, 4)))
+    model.train()
+    loss, m = model.loss(batch)
+    assert m["tokens"] == 12 and "accuracy" not in m
+    model.eval()
+    loss_eval, m_eval = model.loss(batch)
+    assert m_eval["tokens"] == 12 and 0.0 <= m_eval["accuracy"] <= 1.0
+    torch.testing.assert_close(loss, loss_eval)
+    ref = torch.nn.functional.cross_entropy(model(batch.x).logits.reshape(-1, 5), batch.y.reshape(-1))
+    torch.testing.assert_close(loss, ref)

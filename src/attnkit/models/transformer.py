@@ -65,8 +65,11 @@ __all__ = [
 
 PAD, BOS, EOS = 0, 1, 2  # the special ids of attnkit.data.Vocab
 
-#: activation name -> module class of the feed-forward sublayer
+#: activation name -> module class (the feed-forward sublayer takes the function below; BERT's MLM head the module)
 ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
+#: the same activations as functions: the feed-forward sublayer calls these (one module call fewer per layer)
+_ACTIVATION_FNS: dict[str, Callable[[Tensor], Tensor]] = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu}
+assert _ACTIVATION_FNS.keys() == ACTIVATIONS.keys()
 
 
 def _learned(dim: int, max_len: int) -> tuple[Optional[nn.Module], dict[str, Any]]:
@@ -137,11 +140,15 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, *, hidden_dim: int, activation: str = "gelu", bias: bool = True) -> None:
         super().__init__()
         self.fc = nn.Linear(dim, hidden_dim, bias=bias)
-        self.act = ACTIVATIONS[activation]()
+        self.activation = activation
+        self.act = _ACTIVATION_FNS[activation]
         self.proj = nn.Linear(hidden_dim, dim, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.proj(self.act(self.fc(x)))  # (B, L, D)
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation!r}"
 
 
 def _window_mask(L: int, S: int, window: int, device: torch.device) -> Tensor:
@@ -189,7 +196,8 @@ class TransformerLayer(nn.Module):
             self.norm2 = nn.LayerNorm(dim, bias=bias)
         self.ffn = FeedForward(dim, hidden_dim=ffn_dim, activation=activation, bias=bias)
         self.norm3 = nn.LayerNorm(dim, bias=bias)
-        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        # None without dropout: three module calls fewer per layer in the hot loop
+        self.drop: Optional[nn.Dropout] = nn.Dropout(dropout) if dropout > 0 else None
 
     def _self(self, h: Tensor, key_mask: Optional[Tensor], causal: bool, cache: Optional[KVCache],
               need_weights: bool) -> tuple[Tensor, Optional[Tensor]]:
@@ -224,20 +232,23 @@ class TransformerLayer(nn.Module):
         need_weights: bool = False,
     ) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
         cross_w = None
+        d = self.drop  # None without dropout
         if self.norm_first:
             a, self_w = self._self(self.norm1(x), key_mask, causal, cache, need_weights)
-            x = x + self.drop(a)
+            x = x + (a if d is None else d(a))
             if self.cross_attn is not None:
                 c, cross_w = self._cross(self.norm2(x), memory, memory_mask, cross_cache, need_weights)
-                x = x + self.drop(c)
-            x = x + self.drop(self.ffn(self.norm3(x)))
+                x = x + (c if d is None else d(c))
+            f = self.ffn(self.norm3(x))
+            x = x + (f if d is None else d(f))
         else:
             a, self_w = self._self(x, key_mask, causal, cache, need_weights)
-            x = self.norm1(x + self.drop(a))
+            x = self.norm1(x + (a if d is None else d(a)))
             if self.cross_attn is not None:
                 c, cross_w = self._cross(x, memory, memory_mask, cross_cache, need_weights)
-                x = self.norm2(x + self.drop(c))
-            x = self.norm3(x + self.drop(self.ffn(x)))
+                x = self.norm2(x + (c if d is None else d(c)))
+            f = self.ffn(x)
+            x = self.norm3(x + (f if d is None else d(f)))
         return x, self_w, cross_w
 
 
@@ -262,14 +273,19 @@ def _init_gpt_style(module: nn.Module, num_layers: int) -> None:
 
 
 def _cross_entropy_metrics(logits: Tensor, targets: Tensor, *, ignore_index: int = -100,
-                           label_smoothing: float = 0.0, accuracy: bool = True) -> tuple[Tensor, dict[str, float]]:
+                           label_smoothing: float = 0.0, accuracy: bool = True,
+                           tokens: Optional[int] = None) -> tuple[Tensor, dict[str, float]]:
     """Mean cross-entropy over non-ignored targets, with {"loss", "tokens"} and, when
     ``accuracy`` (the models pass ``not self.training``: evaluation), the top-1 accuracy;
-    a training step does not pay for it (nothing reads it there)."""
+    a training step does not pay for it (nothing reads it there). ``tokens``: the
+    caller's count of targets when it knows it (a GPT training step: every position
+    is a target), which saves counting them."""
     V = logits.shape[-1]
     flat = logits.reshape(-1, V)  # (N, V)
     tgt = targets.reshape(-1)  # (N,)
     loss = F.cross_entropy(flat, tgt, ignore_index=ignore_index, label_smoothing=label_smoothing)
+    if tokens is not None and not accuracy:
+        return loss, {"loss": float(loss.detach()), "tokens": tokens}
     with torch.no_grad():
         keep = tgt != ignore_index
         n = int(keep.sum())
@@ -424,7 +440,7 @@ class GPT(nn.Module):
         self.vocab_size, self.block_size, self.num_layers = vocab_size, block_size, num_layers
         self.tok_emb = nn.Embedding(vocab_size, dim)
         self.pos_emb, pos_opts = POSITIONAL[positional](dim, block_size)
-        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.drop: Optional[nn.Dropout] = nn.Dropout(dropout) if dropout > 0 else None
         self.layers = nn.ModuleList(
             TransformerLayer(dim, num_heads=num_heads, ffn_dim=ffn_mult * dim, dropout=dropout,
                              attn_dropout=dropout, norm_first=norm_first, window=window, activation=activation,
@@ -472,7 +488,8 @@ class GPT(nn.Module):
         h = self.tok_emb(idx)  # (B, L, D)
         if self.pos_emb is not None:
             h = self.pos_emb(h, offset=offset)  # (B, L, D)
-        h = self.drop(h)
+        if self.drop is not None:
+            h = self.drop(h)
         weights: list[Tensor] = []
         for i, layer in enumerate(self.layers):
             h, w, _ = layer(h, causal=True, cache=cache[i] if cache else None, need_weights=need_weights)
@@ -487,7 +504,9 @@ class GPT(nn.Module):
     def loss(self, batch: Any) -> tuple[Tensor, dict[str, float]]:
         """Next-token cross-entropy of ``batch.x`` (B, T) against ``batch.y`` (B, T)."""
         logits = self(batch.x).logits  # (B, T, V)
-        return _cross_entropy_metrics(logits, batch.y, accuracy=not self.training)
+        if self.training:  # every position is a target: B·T tokens, no count to take
+            return _cross_entropy_metrics(logits, batch.y, accuracy=False, tokens=batch.y.numel())
+        return _cross_entropy_metrics(logits, batch.y)
 
     @torch.no_grad()
     def generate(

@@ -24,7 +24,7 @@ from torch import Tensor
 from ..functional import masks as fmasks
 from ..functional.normalize import Softmax
 from ..functional.scores import SCORES, Additive, General, ScaledDot, Score, get_score
-from ._common import attend, check_dim, check_dropout, check_normalizer, shape_str
+from ._common import attend, check_dim, check_dropout, check_normalizer, direct_sdpa, shape_str
 from .base import AttentionOutput
 from .positional import ALiBi, RotaryEmbedding
 from .registry import register_mechanism
@@ -395,7 +395,10 @@ class MultiHeadAttention(nn.Module):
         if (
             key is None and value is None and cache is None and state is None and key_mask is None
             and attn_mask is None and positions is None and score_mod is None and mask_mod is None
-            and not need_weights and (causal is False or causal is True) and self._plain()
+            and not need_weights and (causal is False or causal is True)
+            # plain softmax(q kᵀ/sqrt(d)): fused projection, no positions inside, no dropout now
+            and self.fused_in_proj and type(self._score_fixed) is ScaledDot and type(self.normalizer) is Softmax
+            and self.rotary is None and self.alibi is None and (self.dropout == 0.0 or not self.training)
             and type(query) is Tensor and query.dim() == 3 and query.shape[-1] == self.embed_dim
         ):
             return self._plain_self_attention(query, causal)
@@ -515,24 +518,24 @@ class MultiHeadAttention(nn.Module):
             lp = lp.squeeze(2) if lp is not None else None  # (B, H)
         return AttentionOutput(out, w, lp, new_state)
 
-    def _plain(self) -> bool:
-        """Plain softmax(q kᵀ/sqrt(d)) self-attention: fused projection, no positions inside, no dropout now."""
-        return (
-            self.fused_in_proj and type(self._score_fixed) is ScaledDot and type(self.normalizer) is Softmax
-            and self.rotary is None and self.alibi is None and (self.dropout == 0.0 or not self.training)
-        )
-
     def _plain_self_attention(self, x: Tensor, causal: bool) -> AttentionOutput:
         """The forward of the commonest call (a Transformer layer's self-attention) with nothing to
         decide: nanoGPT's ``c_attn`` -> SDPA -> ``c_proj``; same numbers as the general path."""
         B, L, _ = x.shape
-        H, Hk = self.num_heads, self.num_kv_heads
+        H, Hk, Dh = self.num_heads, self.num_kv_heads, self.head_dim
         qkv = nn.functional.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, L, (H + 2 Hk) Dh)
-        q, k, v = qkv.split([self.q_proj.out_features, self.k_proj.out_features, self.v_proj.out_features], dim=-1)
-        q, k, v = self._split(q, H), self._split(k, Hk), self._split(v, Hk)  # (B, H|Hk, L, Dh)
-        out = attend(q, k, v, score=self._score_fixed, normalizer=self.normalizer, causal=causal)  # (B, H, L, Dh)
-        out = self.out_proj(out.transpose(1, 2).reshape(B, L, H * self.head_dim))  # (B, L, out_dim)
-        return AttentionOutput(out, None, None, None)
+        if H == Hk and direct_sdpa(x):  # what attend() would run, without its per-call checks
+            q, k, v = qkv.split(H * Dh, dim=2)  # (B, L, H Dh) each
+            q = q.view(B, L, H, Dh).transpose(1, 2)  # (B, H, L, Dh)
+            k = k.view(B, L, H, Dh).transpose(1, 2)  # (B, H, L, Dh)
+            v = v.view(B, L, H, Dh).transpose(1, 2)  # (B, H, L, Dh)
+            out = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)  # (B, H, L, Dh)
+        else:
+            q, k, v = qkv.split([H * Dh, Hk * Dh, Hk * Dh], dim=-1)
+            q, k, v = self._split(q, H), self._split(k, Hk), self._split(v, Hk)  # (B, H|Hk, L, Dh)
+            out = attend(q, k, v, score=self._score_fixed, normalizer=self.normalizer, causal=causal)  # (B, H, L, Dh)
+        out = self.out_proj(out.transpose(1, 2).reshape(B, L, H * Dh))  # (B, L, out_dim)
+        return tuple.__new__(AttentionOutput, (out, None, None, None))  # NamedTuple's __new__ is a Python frame
 
     def extra_repr(self) -> str:
         return (

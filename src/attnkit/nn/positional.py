@@ -116,6 +116,11 @@ class LearnedPositionalEncoding(nn.Module):
     def forward(self, x: Tensor, *, offset: int | Tensor = 0, positions: Optional[Tensor] = None) -> Tensor:
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"x must be (B, L, {self.dim}), got {tuple(x.shape)}")
+        if positions is None and type(offset) is int and 0 <= offset and offset + x.shape[1] <= self.max_len:
+            # consecutive positions: rows offset..offset+L-1 of the table, a view (no index tensor,
+            # no gather, and a slice's backward instead of the embedding's); same numbers
+            p = self.embedding.weight[offset:offset + x.shape[1]]  # (L, D)
+            return self.drop(x + (p if p.dtype == x.dtype else p.to(x.dtype)))  # (B, L, D)
         pos = _positions(x.shape[1], offset, positions, x.device)
         # the last position, without reading the tensor when it is offset + L - 1
         last = offset + x.shape[1] - 1 if positions is None and isinstance(offset, int) else (
