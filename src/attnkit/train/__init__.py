@@ -10,7 +10,7 @@
 """
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_atomic
-from .loop import lr_at, resolve_device, train
+from .loop import lr_at, make_optimizer, resolve_device, train
 from .progress import Progress
 from .run import default_run_dir, load_run, resume_run
 
@@ -25,5 +25,6 @@ __all__ = [
     "CheckpointError",
     "Progress",
     "lr_at",
+    "make_optimizer",
     "resolve_device",
 ]
