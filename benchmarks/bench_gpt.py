@@ -2,17 +2,26 @@
 
 nanoGPT's laptop-CPU recipe for ``shakespeare_char`` (Karpathy, nanoGPT README):
 4 layers, 4 heads, 128 dims, block 64, batch 12, 2000 iterations, dropout 0.0,
-AdamW lr 1e-3 (betas 0.9/0.99, weight decay 0.1, warm-up 100, cosine to 1e-4,
-grad clip 1.0) reaches validation loss about 1.88 on tiny-shakespeare.
+AdamW lr 1e-3 (betas 0.9/0.99, weight decay 0.1 on matrices, warm-up 100, cosine to
+1e-4, grad clip 1.0) reaches validation loss about 1.88 on tiny-shakespeare.
 
-Both models are trained here in lockstep (one step of each per iteration, on the
-same batches, same init seed), so a noisy shared CPU slows both alike. Printed:
-validation loss on our split (``attnkit.data.shakespeare``) at the end (and every
-``--eval-every``), training tokens/s (median, p10/p90 of per-step times after 3
-warm-up steps) and the ratio ours / peer. Writes JSON to ``--out``.
+Three trainings run in lockstep (one step of each per iteration, on the same batches,
+same init seed), so a noisy shared CPU slows all alike:
+
+* ``attnkit GPT``: attnkit's model with attnkit's training step (``attnkit.train``:
+  ``make_optimizer``'s fused AdamW, clipping over a parameter list made once);
+* ``attnkit GPT, nanoGPT step``: the same model with nanoGPT's step (its
+  ``configure_optimizers``: torch's default AdamW on CPU, fused on CUDA only;
+  ``clip_grad_norm_(model.parameters())``): the model alone against the peer;
+* ``plain PyTorch + SDPA``: nanoGPT's model.py (condensed below) with nanoGPT's step.
+
+Printed: validation loss on our split (``attnkit.data.shakespeare``) at the end (and
+every ``--eval-every``), training tokens/s (median, p10/p90 of per-step times after 3
+warm-up steps), and each attnkit row's ratio to the peer. Writes JSON to ``--out``.
 
     .venv/bin/python benchmarks/bench_gpt.py                 # the full 2000 iterations
     .venv/bin/python benchmarks/bench_gpt.py --iters 50      # a smoke run
+    .venv/bin/python benchmarks/bench_gpt.py --models attnkit,plain   # two of the three
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import torch.nn.functional as F
 
 from attnkit.data.shakespeare import ShakespeareTask
 from attnkit.models.transformer import GPT
+from attnkit.train import make_optimizer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,15 +108,41 @@ class PlainGPT(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-def configure_adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+def nanogpt_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """nanoGPT's grouping: decay 2-D weights, not biases / norms."""
     params = {id(p): p for p in model.parameters() if p.requires_grad}.values()
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr, betas=(0.9, 0.99),
-    )
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def configure_adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """nanoGPT's ``configure_optimizers``: fused AdamW on CUDA only, torch's default elsewhere."""
+    fused = next(model.parameters()).is_cuda
+    return torch.optim.AdamW(nanogpt_groups(model, weight_decay), lr=lr, betas=(0.9, 0.99),
+                             **({"fused": True} if fused else {}))
+
+
+class Trainer:
+    """One model and its training step: nanoGPT's (``attnkit_step=False``) or attnkit's."""
+
+    def __init__(self, model: nn.Module, *, lr: float, attnkit_step: bool) -> None:
+        self.model = model
+        if attnkit_step:  # what attnkit.train.train does: make_optimizer, clipping over a list made once
+            self.opt = make_optimizer(nanogpt_groups(model, 0.1), lr=lr, betas=(0.9, 0.99))
+            self.params = [p for p in model.parameters() if p.requires_grad]
+        else:
+            self.opt = configure_adamw(model, lr, 0.1)
+            self.params = None
+
+    def step(self, batch, lr: float) -> None:
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        loss, _ = self.model.loss(batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params if self.params is not None else self.model.parameters(), 1.0)
+        self.opt.step()
 
 
 def lr_at(it: int, *, lr: float, min_lr: float, warmup: int, decay_iters: int) -> float:
@@ -138,23 +174,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-tokens", type=int, default=65536, help="validation characters scored (default 65536)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1337)
-    ap.add_argument("--only", choices=("both", "ours", "peer"), default="both")
+    ap.add_argument("--models", default="attnkit,attnkit-nanogpt-step,plain",
+                    help="comma list of attnkit (attnkit's model and training step), attnkit-nanogpt-step "
+                         "(attnkit's model, nanoGPT's step), plain (nanoGPT's model and step)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/bench_gpt.json"))
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     task = ShakespeareTask(block_size=args.block_size, eval_tokens=args.eval_tokens)
     V = len(task.vocab)
-    models: dict[str, nn.Module] = {}
-    if args.only in ("both", "ours"):
+    names = {"attnkit": "attnkit GPT", "attnkit-nanogpt-step": "attnkit GPT, nanoGPT step",
+             "plain": "plain PyTorch + SDPA"}
+    wanted = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in wanted if m not in names]
+    if unknown or not wanted:
+        ap.error(f"--models: unknown {unknown}; choose from {', '.join(names)}")
+    trainers: dict[str, Trainer] = {}
+    for key in wanted:
         torch.manual_seed(args.seed)
-        models["attnkit GPT"] = GPT(V, block_size=args.block_size, num_layers=args.layers, num_heads=args.heads,
-                                    dim=args.dim, dropout=0.0)
-    if args.only in ("both", "peer"):
-        torch.manual_seed(args.seed)
-        models["plain PyTorch + SDPA"] = PlainGPT(V, block_size=args.block_size, layers=args.layers,
-                                                  heads=args.heads, dim=args.dim)
-    opts = {n: configure_adamw(m, args.lr, 0.1) for n, m in models.items()}
+        if key == "plain":
+            model = PlainGPT(V, block_size=args.block_size, layers=args.layers, heads=args.heads, dim=args.dim)
+        else:
+            model = GPT(V, block_size=args.block_size, num_layers=args.layers, num_heads=args.heads, dim=args.dim,
+                        dropout=0.0)
+        trainers[names[key]] = Trainer(model, lr=args.lr, attnkit_step=key == "attnkit")
+    models = {n: t.model for n, t in trainers.items()}
     times: dict[str, list[float]] = {n: [] for n in models}
     history: list[dict] = []
     gen = torch.Generator().manual_seed(args.seed)
@@ -177,33 +221,31 @@ def main(argv: list[str] | None = None) -> int:
             break
         batch = next(stream)
         lr = lr_at(it, lr=args.lr, min_lr=args.lr / 10, warmup=100, decay_iters=args.iters)
-        for n, m in models.items():
-            for g in opts[n].param_groups:
-                g["lr"] = lr
+        for n, t in trainers.items():
             t0 = time.perf_counter()
-            loss, _ = m.loss(batch)
-            opts[n].zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
-            opts[n].step()
+            t.step(batch, lr)
             times[n].append(time.perf_counter() - t0)
     wall = time.perf_counter() - t_start
 
     result = {"config": vars(args) | {"out": str(args.out)}, "vocab_size": V, "wall_s": wall, "history": history,
               "models": {}}
-    print(f"\n{'model':24s} {'val loss':>9s} {'tokens/s':>10s} {'p10':>9s} {'p90':>9s} {'ms/step':>8s}")
+    print(f"\n{'model':26s} {'val loss':>9s} {'tokens/s':>10s} {'p10':>9s} {'p90':>9s} {'ms/step':>8s}")
     for n in models:
         s = summarize(times[n][3:], tokens)
         s["val_loss"] = history[-1][n]
         result["models"][n] = s
-        print(f"{n:24s} {s['val_loss']:9.4f} {s['tokens_per_s']:10.0f} {s['tokens_per_s_p10']:9.0f} "
+        print(f"{n:26s} {s['val_loss']:9.4f} {s['tokens_per_s']:10.0f} {s['tokens_per_s_p10']:9.0f} "
               f"{s['tokens_per_s_p90']:9.0f} {1000 * s['median_s']:8.2f}")
-    if len(models) == 2:
-        a, b = result["models"].values()
-        ratio = a["tokens_per_s"] / b["tokens_per_s"]
-        result["ratio_tokens_per_s"] = ratio
-        print(f"ratio attnkit / peer tokens/s: {ratio:.3f}   (val loss {a['val_loss']:.4f} vs {b['val_loss']:.4f}; "
-              f"nanoGPT's reference on tiny-shakespeare: ~1.88)")
+    peer = result["models"].get(names["plain"])
+    if peer is not None:
+        result["ratio_tokens_per_s"] = {}
+        for n, r in result["models"].items():
+            if n == names["plain"]:
+                continue
+            ratio = r["tokens_per_s"] / peer["tokens_per_s"]
+            result["ratio_tokens_per_s"][n] = ratio
+            print(f"ratio {n} / peer tokens/s: {ratio:.3f}   (val loss {r['val_loss']:.4f} vs {peer['val_loss']:.4f})")
+        print("nanoGPT's reference on tiny-shakespeare: val loss ~1.88")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
