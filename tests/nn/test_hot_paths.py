@@ -96,3 +96,14 @@ def test_feed_forward_activation_function_matches_the_module(name: str) -> None:
             ff.fc.weight.zero_(); ff.fc.bias.copy_(torch.tensor([1.0, -1.0, 2.0, 0.0, -3.0, 0.5]))
             ff.proj.weight.fill_(1.0); ff.proj.bias.zero_()
         assert ff(torch.zeros(1, 1, 4)).flatten().tolist() == [3.5] * 4  # 1 + 2 + 0.5
+
+
+def test_spec_device_type_without_building_a_device_name() -> None:
+    q = torch.randn(1, 1, 2, 4)
+    assert build_spec(q, q, q).device_type == "cpu"
+    m = torch.empty(1, 1, 2, 4, device="meta")
+    spec = build_spec(m, m, m)
+    assert spec.device_type == "meta" == spec.device.type  # neither cpu nor cuda: asks the device
+    from attnkit.backends import get_backend
+
+    assert "device 'meta' not in ('cpu', 'cuda')" in get_backend("math").not_supported_reasons(spec)

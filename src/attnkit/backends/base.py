@@ -107,8 +107,8 @@ class Backend:
         why = self.unavailable_reason()
         if why:
             reasons.append(why)
-        if spec.device.type not in self.devices:
-            reasons.append(f"device {spec.device.type!r} not in {self.devices}")
+        if spec.device_type not in self.devices:
+            reasons.append(f"device {spec.device_type!r} not in {self.devices}")
         if spec.dtype not in self.dtypes:
             reasons.append(f"dtype {spec.dtype} not in {[str(d) for d in self.dtypes]}")
         if spec.mask is not None and not self.supports_mask:
