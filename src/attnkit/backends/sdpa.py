@@ -52,7 +52,7 @@ from .base import _ALLOWED, Backend, register_backend
 from .math import materialised_bytes
 from .weights import materialise_weights
 
-__all__ = ["SDPABackend", "sdpa_mask", "project_for_dot", "plain_sdpa_call"]
+__all__ = ["SDPABackend", "sdpa_mask", "project_for_dot", "plain_sdpa_call", "sdpa_takes"]
 
 #: scores whose projection of k does not depend on the head, so grouped-query
 #: keys can stay un-expanded (location's per-head W_a needs every head).
@@ -125,6 +125,20 @@ def _with_weights(
     return AttentionResult(output=torch.matmul(w, v), weights=w)  # (B, H, L, Ev)
 
 
+def sdpa_takes(x: Tensor) -> bool:
+    """Whether SDPA serves the plain call on ``x`` (a query, or what q, k, v are projected from):
+    no ``restrict_backends`` in force, a dtype and device SDPA serves, a non-empty dim 1
+    (heads of a query, positions of a (B, L, D) input).
+
+    The device test reads ``is_cpu`` / ``is_cuda`` (SDPABackend.devices): ``x.device.type``
+    builds a new string per call, which inside a CPU training step costs far more than in
+    a tight loop (benchmarks/bench_device_type.py)."""
+    return (
+        _ALLOWED.get() is None and x.dtype in SDPABackend.dtypes
+        and (x.is_cpu or x.is_cuda) and x.shape[1] > 0
+    )
+
+
 def plain_sdpa_call(query: Any, key: Any, value: Any, causal: Any) -> Tensor | None:
     """The output of the plainest call, ``attention(q, k, v)`` / ``causal=True`` with every
     other argument at its default, straight from SDPA; None when the call is anything else.
@@ -140,14 +154,13 @@ def plain_sdpa_call(query: Any, key: Any, value: Any, causal: Any) -> Tensor | N
         type(query) is not Tensor or type(key) is not Tensor or type(value) is not Tensor
         or query.dim() != 4 or key.dim() != 4 or value.dim() != 4
         or causal not in (False, True, "top_left")
-        or _ALLOWED.get() is not None
+        or not sdpa_takes(query)
     ):
         return None
     B, H, L, E = query.shape
     if (
-        query.dtype not in SDPABackend.dtypes or key.dtype != query.dtype or value.dtype != query.dtype
+        key.dtype != query.dtype or value.dtype != query.dtype
         or key.device != query.device or value.device != query.device
-        or not (query.is_cpu or query.is_cuda)  # SDPABackend.devices, without building a device name
         or key.shape[:2] != (B, H) or key.shape[-1] != E or value.shape[:3] != key.shape[:3]
         or L == 0 or key.shape[2] == 0 or E == 0
     ):

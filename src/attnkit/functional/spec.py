@@ -78,8 +78,8 @@ class AttentionSpec:
 
     @property
     def device_type(self) -> str:
-        """"cpu", "cuda", ...: without ``device.type``, which builds a new string per call
-        (7-20 µs inside a training step, measured; 0.2 µs in a tight loop)."""
+        """"cpu", "cuda", ...: without ``device.type``, which builds a new string per call and
+        inside a training step costs far more than in a tight loop (benchmarks/bench_device_type.py)."""
         q = self.query
         return "cpu" if q.is_cpu else "cuda" if q.is_cuda else q.device.type
 

@@ -18,8 +18,7 @@ from typing import Any, Iterator, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from ..backends.base import _ALLOWED
-from ..backends.sdpa import SDPABackend
+from ..backends.sdpa import sdpa_takes
 from ..functional import attention, build_spec
 from ..functional.spec import AttentionSpec
 
@@ -50,18 +49,9 @@ def attend(query: Tensor, key: Tensor, value: Tensor, **kwargs: Any):
 
 def direct_sdpa(x: Tensor) -> bool:
     """Whether a module may call ``F.scaled_dot_product_attention`` itself on q, k, v (B, H, L, E)
-    projected from ``x`` (B, L, ...): exactly when :func:`attend` would send the plain call
-    there (see :func:`attnkit.backends.sdpa.plain_sdpa_call`): no spec being recorded, no
-    ``restrict_backends`` in force, a dtype and device SDPA serves, at least one position.
-
-    The device test reads ``is_cpu`` / ``is_cuda`` (SDPABackend.devices): ``x.device.type``
-    builds a string and cost ~20 µs per call inside a CPU training step (measured with
-    baby GPT's attention, 12 x 64 x 128), a tenth of the SDPA call it guards.
-    """
-    return (
-        _RECORDER.get() is None and _ALLOWED.get() is None and x.dtype in SDPABackend.dtypes
-        and (x.is_cpu or x.is_cuda) and x.shape[1] > 0
-    )
+    projected from ``x`` (B, L, ...): exactly when :func:`attend` would send that plain call
+    there (:func:`attnkit.backends.sdpa.sdpa_takes`) and no spec is being recorded."""
+    return _RECORDER.get() is None and sdpa_takes(x)
 
 
 def shape_str(t: Tensor) -> str:

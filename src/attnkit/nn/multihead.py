@@ -535,7 +535,7 @@ class MultiHeadAttention(nn.Module):
             q, k, v = self._split(q, H), self._split(k, Hk), self._split(v, Hk)  # (B, H|Hk, L, Dh)
             out = attend(q, k, v, score=self._score_fixed, normalizer=self.normalizer, causal=causal)  # (B, H, L, Dh)
         out = self.out_proj(out.transpose(1, 2).reshape(B, L, H * Dh))  # (B, L, out_dim)
-        return tuple.__new__(AttentionOutput, (out, None, None, None))  # NamedTuple's __new__ is a Python frame
+        return AttentionOutput(out, None, None, None)
 
     def extra_repr(self) -> str:
         return (

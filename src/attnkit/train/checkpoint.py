@@ -42,8 +42,8 @@ class CheckpointError(ValueError):
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` is either untouched or complete.
 
-    Writes ``path.tmp-XXXX``, fsyncs it, renames it over ``path`` (os.replace is
-    atomic on POSIX and Windows) and fsyncs the directory. On any error the
+    Writes ``.NAME.tmp-<8 random hex digits>`` beside ``path``, fsyncs it, renames it
+    over ``path`` (os.replace is atomic on POSIX and Windows) and fsyncs the directory. On any error the
     temporary file is removed and an OSError naming the file is raised.
     """
     path = Path(path)

@@ -268,7 +268,7 @@ def train(
         for g, f in zip(optimizer.param_groups, fused):  # a run saved before fused AdamW resumes on the fused kernel
             g["fused"] = f
         _set_rng(tensors, dev)
-    params = [p for p in model.parameters() if p.requires_grad]  # clipping walks this list, not the module tree
+    params = [p for g in optimizer.param_groups for p in g["params"]]  # what is updated is clipped; no module walk per step
     higher = getattr(task, "higher_is_better", True)
     metric = getattr(task, "primary_metric", "exact_match")
     summary = _summary(task, model)
