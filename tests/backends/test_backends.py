@@ -15,7 +15,8 @@ from attnkit.backends import (
     restrict_backends,
     select_backend,
 )
-from attnkit.functional import attention, build_spec, reference
+from attnkit.core import reference
+from attnkit.functional import attention, build_spec
 from tests.tolerances import assert_close
 
 RUNNABLE = ["sdpa", "chunked", "math"]

@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from attnkit.backends import BACKENDS, chunked_attention, get_backend
-from attnkit.functional import build_spec, reference
-from attnkit.functional.masks import gaussian_bias, window_mask
-from attnkit.functional.scores import Score
+from attnkit.core import reference
+from attnkit.functional import build_spec
+from attnkit.core.masks import gaussian_bias, window_mask
+from attnkit.core.scores import Score
 from tests.tolerances import TOL, assert_close
 
 B, H, L, S, E, EV, D = 2, 2, 5, 7, 4, 3, 6

@@ -49,7 +49,8 @@ def test_triton_kernels_match_reference_under_interpreter():
 _BOTH_FORMS = r'''
 import torch
 from attnkit.backends.triton import triton_attention
-from attnkit.functional import build_spec, reference
+from attnkit.core import reference
+from attnkit.functional import build_spec
 g = torch.Generator().manual_seed(0)
 for scale in (0.3, 40.0):  # separable exp(2qp)·exp(2kp) form, then per-pair exp past |qp| > 20
     q, k, v = (torch.randn(2, 2, n, 6, generator=g, requires_grad=True) for n in (9, 11, 11))

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from attnkit.functional import attention, masks
-from attnkit.functional.normalize import Entmax15, Sparsemax
-from attnkit.functional.scores import Additive, Cosine, General, Location
+from attnkit.core.normalize import Entmax15, Sparsemax
+from attnkit.core.scores import Additive, Cosine, General, Location
 
 T = torch.tensor
 
@@ -233,7 +233,7 @@ def test_stochastic_returns_log_prob_of_the_choice(name):
 
 
 def test_user_score_class_by_name():
-    from attnkit.functional.scores import SCORES, Score, register_score
+    from attnkit.core.scores import SCORES, Score, register_score
 
     @register_score("test_neg_l2")
     class NegL2(Score):
@@ -248,4 +248,4 @@ def test_user_score_class_by_name():
         w = _weights("test_neg_l2", q, k)  # scores [-1, -4, 0]
         torch.testing.assert_close(w, torch.softmax(T([[-1.0, -4.0, 0.0]]), -1))
     finally:
-        del SCORES["test_neg_l2"]
+        SCORES.remove("test_neg_l2")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from attnkit.functional import attention, masks
-from attnkit.functional.normalize import Gumbel
-from attnkit.functional.scores import Additive, Cosine, General, Location
+from attnkit.core.normalize import Gumbel
+from attnkit.core.scores import Additive, Cosine, General, Location
 
 q4 = torch.randn(2, 2, 3, 4)
 k4 = torch.randn(2, 2, 5, 4)
@@ -67,9 +67,9 @@ def test_forced_backend_lists_reasons():
         def forward(self, spec):
             raise AssertionError("never called")
 
-    BACKENDS["test-nomask"] = NoMask()
+    BACKENDS.add("test-nomask", NoMask())
     try:
         with pytest.raises(ValueError, match="backend 'test-nomask' cannot run this call: masks are not supported"):
             attention(q4, k4, v4, mask=torch.ones(3, 5, dtype=torch.bool), backend="test-nomask")
     finally:
-        del BACKENDS["test-nomask"]
+        BACKENDS.remove("test-nomask")

@@ -12,7 +12,7 @@ import torch
 
 from attnkit.backends import restrict_backends
 from attnkit.backends.sdpa import SDPABackend
-from attnkit.functional import reference
+from attnkit.core import reference
 from attnkit.functional import build_spec
 from attnkit.models.transformer import ACTIVATIONS, FeedForward
 from attnkit.nn import MultiHeadAttention

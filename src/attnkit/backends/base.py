@@ -15,8 +15,8 @@ from typing import ClassVar, Iterator
 
 import torch
 
-from ..functional.scores import _unknown
-from ..functional.spec import AttentionResult, AttentionSpec
+from ..core.registry import Registry
+from ..core.spec import AttentionResult, AttentionSpec
 
 __all__ = [
     "Backend",
@@ -30,14 +30,15 @@ __all__ = [
     "format_bytes",
 ]
 
-BACKENDS: dict[str, "Backend"] = {}
+#: backend name -> the backend's one instance
+BACKENDS: Registry["Backend"] = Registry("backend", hint="`attnkit info` lists them")
 
 
 def register_backend(cls: type["Backend"]) -> type["Backend"]:
     """Class decorator: instantiate and register a backend under ``cls.name``."""
     if cls.name in BACKENDS:
         raise ValueError(f"backend {cls.name!r} is already registered")
-    BACKENDS[cls.name] = cls()
+    BACKENDS.add(cls.name, cls())
     return cls
 
 
@@ -215,9 +216,7 @@ def restrict_backends(*names: str) -> Iterator[None]:
 
 
 def get_backend(name: str) -> Backend:
-    if name not in BACKENDS:
-        raise _unknown("backend", name, backend_names())
-    return BACKENDS[name]
+    return BACKENDS.get(name)
 
 
 def select_backend(spec: AttentionSpec, backend: str = "auto") -> Backend:

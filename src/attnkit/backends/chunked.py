@@ -8,7 +8,7 @@ log-sum-exp instead of storing it:
 ``o_i = Σ_j exp(s_ij - lse_i) v_j``;  backward ``D_i = Σ_e dO_ie O_ie``,
 ``dS_ij = P_ij (dP_ij - D_i + dlse_i)`` with ``dP_ij = dO_i · v_j``.
 
-The score is split as in :mod:`attnkit.functional.scores`: ``project(q, k)``
+The score is split as in :mod:`attnkit.core.scores`: ``project(q, k)``
 runs once per token (ordinary autograd), ``pairwise(qp, kp, *params)`` runs per
 (block_q, block_k) tile, so Bahdanau's additive score (Bahdanau et al. 2014,
 arXiv:1409.0473) holds one (B, H, block_q, block_k, D) tanh tile at a time:
@@ -47,9 +47,9 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..functional.reference import expand_kv
-from ..functional.scores import Additive
-from ..functional.spec import AttentionResult, AttentionSpec
+from ..core.reference import expand_kv
+from ..core.scores import Additive
+from ..core.spec import AttentionResult, AttentionSpec
 from .base import BACKENDS, Backend, format_bytes, register_backend
 from .tiles import TileScorer, blocks, mask_index
 from .weights import materialise_weights

@@ -3,7 +3,7 @@
 ``math`` computes in the input dtype (softmax in float32 for half inputs): it
 runs everything (every score, normalizer, mask, score_mod, dropout, weights)
 at O(B·H·L·S) memory, and is what ``auto`` falls back to. ``reference`` is the
-float64 oracle of :mod:`attnkit.functional.reference`, cast back to the input
+float64 oracle of :mod:`attnkit.core.reference`, cast back to the input
 dtype; ``auto`` never picks it, force it with ``backend="reference"``.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from ..functional import reference
-from ..functional.spec import AttentionResult, AttentionSpec
+from ..core import reference
+from ..core.spec import AttentionResult, AttentionSpec
 from .base import Backend, register_backend
 
 

@@ -44,10 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..functional.masks import causal_mask, combine
-from ..functional.reference import expand_kv
-from ..functional.scores import Cosine, Dot, General, ScaledDot
-from ..functional.spec import AttentionResult, AttentionSpec
+from ..core.masks import causal_mask, combine
+from ..core.reference import expand_kv
+from ..core.scores import Cosine, Dot, General, ScaledDot
+from ..core.spec import AttentionResult, AttentionSpec
 from .base import _ALLOWED, Backend, register_backend
 from .math import materialised_bytes
 from .weights import materialise_weights

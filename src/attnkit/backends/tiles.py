@@ -1,9 +1,9 @@
 """Tiles of scores: the one primitive every blocked kernel here recomputes.
 
 ``s[q0:q1, k0:k1] = mask(scale · pairwise(qp[q0:q1], kp[k0:k1]) + bias)``, after
-the split of :mod:`attnkit.functional.scores` (``project`` once per token,
+the split of :mod:`attnkit.core.scores` (``project`` once per token,
 ``pairwise`` per tile), with ``score_mod`` / ``mask_mod`` / causal applied by
-:func:`attnkit.functional.reference.apply_masks` at the tile's offsets, so a
+:func:`attnkit.core.reference.apply_masks` at the tile's offsets, so a
 tile is exactly the matching block of the oracle's scores.
 
 Shape legend: B batch, H heads, L queries, S keys, D projected features.
@@ -17,8 +17,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor
 
-from ..functional.reference import apply_masks
-from ..functional.spec import AttentionSpec
+from ..core.reference import apply_masks
+from ..core.spec import AttentionSpec
 
 __all__ = ["TileScorer", "blocks", "mask_index", "online_lse"]
 

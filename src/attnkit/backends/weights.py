@@ -23,8 +23,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from ..functional.reference import expand_kv
-from ..functional.spec import AttentionSpec
+from ..core.reference import expand_kv
+from ..core.spec import AttentionSpec
 from .tiles import TileScorer, blocks, online_lse
 
 __all__ = ["materialise_weights", "attention_weights", "column_sums"]

@@ -133,7 +133,7 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
 def _make_score(cfg: dict[str, Any], name: str, E: int):
     import torch
 
-    from ..functional.scores import Additive, Cosine, General, get_score
+    from ..core.scores import Additive, Cosine, General, get_score
 
     dt = torch.float64
     if name == "general":

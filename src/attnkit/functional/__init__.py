@@ -1,18 +1,21 @@
-"""Pure attention functions: scores, masks, normalizers, the oracle and ``attention()``."""
+"""The top of the pure stack: ``attention()``, ``attention_weights()``, ``column_sums()``.
 
-from . import masks, normalize, reference, scores
+The pieces a call is made of live in :mod:`attnkit.core`; ``masks``, ``scores`` and
+``normalize`` are re-exported here because they are what a caller of ``attention()`` passes.
+"""
+
+from ..core import masks, normalize, scores
+from ..core.masks import causal_mask, combine, gaussian_bias, lengths_mask, padding_mask, window_mask
+from ..core.normalize import NORMALIZERS, Normalizer, get_normalizer, register_normalizer
+from ..core.scores import SCORES, Score, get_score, register_score
+from ..core.spec import AttentionResult, AttentionSpec
 from .attention import attention, build_spec
-from .masks import causal_mask, combine, gaussian_bias, lengths_mask, padding_mask, window_mask
-from .normalize import NORMALIZERS, Normalizer, get_normalizer, register_normalizer
-from .scores import SCORES, Score, get_score, register_score
-from .spec import AttentionResult, AttentionSpec
 
 __all__ = [
     "attention",
     "build_spec",
     "masks",
     "normalize",
-    "reference",
     "scores",
     "causal_mask",
     "combine",

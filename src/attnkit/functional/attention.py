@@ -14,10 +14,10 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from .masks import CAUSAL_ALIGNMENTS
-from .normalize import Normalizer, Softmax, get_normalizer
-from .scores import Score, ScaledDot, get_score
-from .spec import AttentionResult, AttentionSpec, MaskMod, ScoreMod
+from ..core.masks import CAUSAL_ALIGNMENTS
+from ..core.normalize import Normalizer, Softmax, get_normalizer
+from ..core.scores import Score, ScaledDot, get_score
+from ..core.spec import AttentionResult, AttentionSpec, MaskMod, ScoreMod
 
 __all__ = ["attention", "build_spec"]
 
@@ -200,7 +200,7 @@ def attention(
     Args:
         score: a registry name ("scaled_dot" default, "dot", "general",
             "additive", "cosine", "location", ...) or a
-            :class:`~attnkit.functional.scores.Score` instance. Parameters of
+            :class:`~attnkit.core.scores.Score` instance. Parameters of
             named scores go in ``score_params`` (e.g. ``{"weight": W}``).
         normalizer: "softmax" (default), "sparsemax", "entmax15", "argmax",
             "sample", "gumbel" or a Normalizer instance (options in

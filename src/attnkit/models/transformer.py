@@ -43,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..functional.scores import SCORES
+from ..core.scores import SCORES
 from ..nn.multihead import KVCache, MultiHeadAttention
 from ..nn.positional import LearnedPositionalEncoding, SinusoidalPositionalEncoding
 from .registry import register_model

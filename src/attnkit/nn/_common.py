@@ -2,7 +2,7 @@
 
 * :func:`attend`: the one call every module makes into
   :func:`attnkit.functional.attention`. Inside :func:`record_specs` it also
-  records the validated :class:`~attnkit.functional.spec.AttentionSpec`, so
+  records the validated :class:`~attnkit.core.spec.AttentionSpec`, so
   ``attnkit list`` can ask every backend whether it could run a mechanism's
   real call (``not_supported_reasons``) instead of guessing.
 * :func:`decoder_inputs`: validation and shaping of the decoder-style call
@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..backends.sdpa import sdpa_takes
 from ..functional import attention, build_spec
-from ..functional.spec import AttentionSpec
+from ..core.spec import AttentionSpec
 
 __all__ = ["attend", "record_specs", "decoder_inputs", "DecoderInputs", "shape_str", "check_dim"]
 
@@ -144,7 +144,7 @@ def squeeze_step(t: Optional[Tensor], squeeze: bool) -> Optional[Tensor]:
 
 def check_normalizer(normalizer: Any, normalizer_params: Optional[dict] = None):
     """Validate a normalizer name (or instance) at construction; returns the instance."""
-    from ..functional.normalize import get_normalizer
+    from ..core.normalize import get_normalizer
 
     return get_normalizer(normalizer, **dict(normalizer_params or {}))
 

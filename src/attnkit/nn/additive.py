@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..functional.scores import Additive
+from ..core.scores import Additive
 from ._common import check_dim, check_dropout, check_normalizer, decoder_attend, decoder_inputs
 from .base import AttentionOutput
 from .registry import register_mechanism
@@ -31,7 +31,7 @@ __all__ = ["AdditiveAttention", "additive_score", "ProjectedAdditive", "projecte
 
 
 def additive_score(w_q: Tensor, w_k: Tensor, v: Tensor, bias: Optional[Tensor] = None, *, g: Optional[Tensor] = None) -> Additive:
-    """The functional :class:`~attnkit.functional.scores.Additive` score, with
+    """The functional :class:`~attnkit.core.scores.Additive` score, with
     ``v`` weight-normalised to ``g · v / |v|`` when ``g`` is given."""
     if g is not None:
         v = g * v / v.norm(dim=-1, keepdim=True)

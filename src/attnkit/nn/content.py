@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..functional.scores import Cosine
+from ..core.scores import Cosine
 from ._common import check_dim, decoder_inputs, attend
 from .base import AttentionOutput
 from .registry import register_mechanism

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..functional.normalize import Gumbel, get_normalizer
+from ..core.normalize import Gumbel, get_normalizer
 from ._common import attend, check_dim, decoder_attend, decoder_inputs
 from .base import AttentionOutput
 from .luong import LuongAttention

@@ -10,7 +10,7 @@ Two ways to apply local-p's Gaussian (``gaussian=``):
   then multiply by the Gaussian; the weights are *not* renormalised and sum
   to less than 1. This needs the weights, so the attention call materialises them.
 * ``"bias"``: add the log-Gaussian ``-(s - p_t)²/(2σ²)`` to the scores before
-  the softmax (:func:`attnkit.functional.masks.gaussian_bias`): the same
+  the softmax (:func:`attnkit.core.masks.gaussian_bias`): the same
   Gaussian factor, renormalised over the window, and fused backends can run it.
 
 Global attention is the same layer with ``half_width=None`` (no window).
@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..functional import masks as fmasks
+from ..core import masks as fmasks
 from ._common import check_dim, decoder_attend, decoder_inputs
 from .base import AttentionOutput
 from .luong import LuongAttention

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..functional.scores import Additive, General, Location, Score
+from ..core.scores import Additive, General, Location, Score
 from ._common import check_dim, check_dropout, check_normalizer, decoder_attend, decoder_inputs
 from .additive import ProjectedAdditive, projected_keys
 from .base import AttentionOutput

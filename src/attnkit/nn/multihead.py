@@ -21,9 +21,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..functional import masks as fmasks
-from ..functional.normalize import Softmax
-from ..functional.scores import SCORES, Additive, General, ScaledDot, Score, get_score
+from ..core import masks as fmasks
+from ..core.normalize import Softmax
+from ..core.scores import SCORES, Additive, General, ScaledDot, Score, get_score
 from ._common import attend, check_dim, check_dropout, check_normalizer, direct_sdpa, shape_str
 from .base import AttentionOutput
 from .positional import ALiBi, RotaryEmbedding

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from torch import Tensor
 
-from ..functional.scores import Score
+from ..core.scores import Score
 from .base import AttentionOutput
 from .multihead import KVCache, MultiHeadAttention
 from .registry import register_mechanism

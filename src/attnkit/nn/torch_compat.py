@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..functional import masks as fmasks
+from ..core import masks as fmasks
 from ..backends.tiles import mask_index
 from ._common import attend, check_dim, check_dropout, shape_str
 

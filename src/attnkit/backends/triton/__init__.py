@@ -25,9 +25,9 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ...functional.reference import expand_kv
-from ...functional.scores import Additive
-from ...functional.spec import AttentionResult, AttentionSpec, index_grids
+from ...core.reference import expand_kv
+from ...core.scores import Additive
+from ...core.spec import AttentionResult, AttentionSpec, index_grids
 from ..base import Backend, register_backend
 from ..weights import materialise_weights
 

@@ -30,7 +30,7 @@ from typing import Callable, ClassVar
 import torch
 from torch import Tensor
 
-from .scores import _unknown
+from .registry import Registry
 
 __all__ = [
     "Normalizer",
@@ -48,15 +48,15 @@ __all__ = [
     "logsumexp_safe",
 ]
 
-NORMALIZERS: dict[str, type["Normalizer"]] = {}
+#: normalizer name (aliases included) -> Normalizer subclass
+NORMALIZERS: Registry[type["Normalizer"]] = Registry("normalizer")
 
 
 def register_normalizer(*names: str) -> Callable[[type["Normalizer"]], type["Normalizer"]]:
+    """Class decorator: register a :class:`Normalizer` subclass under ``names`` (the first is its ``name``)."""
+
     def deco(cls: type[Normalizer]) -> type[Normalizer]:
-        for n in names:
-            if n in NORMALIZERS and NORMALIZERS[n] is not cls:
-                raise ValueError(f"normalizer name {n!r} is already registered")
-            NORMALIZERS[n] = cls
+        NORMALIZERS.add(names[0], cls, *names[1:])
         cls.name = names[0]
         return cls
 
@@ -241,6 +241,4 @@ def get_normalizer(normalizer: str | Normalizer, **params: object) -> Normalizer
         return normalizer
     if not isinstance(normalizer, str):
         raise TypeError(f"normalizer must be a name or a Normalizer, got {type(normalizer).__name__}")
-    if normalizer not in NORMALIZERS:
-        raise _unknown("normalizer", normalizer, normalizer_names())
-    return NORMALIZERS[normalizer](**params)  # type: ignore[arg-type]
+    return NORMALIZERS.get(normalizer)(**params)  # type: ignore[arg-type]

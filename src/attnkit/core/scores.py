@@ -31,12 +31,13 @@ Add your own with ``@register_score("name")`` on a :class:`Score` subclass.
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Callable, ClassVar
 
 import torch
 from torch import Tensor
+
+from .registry import Registry
 
 __all__ = [
     "Score",
@@ -52,17 +53,15 @@ __all__ = [
     "score_names",
 ]
 
-SCORES: dict[str, type["Score"]] = {}
+#: score name (aliases included) -> Score subclass
+SCORES: Registry[type["Score"]] = Registry("score")
 
 
 def register_score(*names: str) -> Callable[[type["Score"]], type["Score"]]:
-    """Class decorator: register a :class:`Score` subclass under ``names``."""
+    """Class decorator: register a :class:`Score` subclass under ``names`` (the first is its ``name``)."""
 
     def deco(cls: type[Score]) -> type[Score]:
-        for n in names:
-            if n in SCORES and SCORES[n] is not cls:
-                raise ValueError(f"score name {n!r} is already registered to {SCORES[n].__name__}")
-            SCORES[n] = cls
+        SCORES.add(names[0], cls, *names[1:])
         cls.name = names[0]
         return cls
 
@@ -72,12 +71,6 @@ def register_score(*names: str) -> Callable[[type["Score"]], type["Score"]]:
 def score_names() -> list[str]:
     """All registered score names, aliases included, sorted."""
     return sorted(SCORES)
-
-
-def _unknown(kind: str, name: str, known: list[str]) -> ValueError:
-    close = difflib.get_close_matches(name, known, n=3)
-    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-    return ValueError(f"unknown {kind} {name!r}{hint} Known: {', '.join(known)}")
 
 
 class Score:
@@ -329,10 +322,8 @@ def get_score(score: str | Score, **params: object) -> Score:
         return score
     if not isinstance(score, str):
         raise TypeError(f"score must be a name or a Score instance, got {type(score).__name__}")
-    if score not in SCORES:
-        raise _unknown("score", score, score_names())
-    cls = SCORES[score]
+    cls = SCORES.get(score)
     try:
         return cls(**params)  # type: ignore[arg-type]
     except TypeError as e:
-        raise TypeError(f"score {score!r}: {e}; see help(attnkit.functional.scores.{cls.__name__})") from None
+        raise TypeError(f"score {score!r}: {e}; see help(attnkit.core.scores.{cls.__name__})") from None
