@@ -47,11 +47,12 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ..core.masks import mask_index
 from ..core.reference import expand_kv
 from ..core.scores import Additive
 from ..core.spec import AttentionResult, AttentionSpec
 from .base import BACKENDS, Backend, format_bytes, register_backend
-from .tiles import TileScorer, blocks, mask_index
+from .tiles import TileScorer, blocks
 from .weights import materialise_weights
 
 __all__ = ["ChunkedBackend", "chunked_attention", "auto_blocks", "captured_grad_tensors"]

@@ -17,24 +17,17 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor
 
+from ..core.masks import mask_index
 from ..core.reference import apply_masks
 from ..core.spec import AttentionSpec
 
-__all__ = ["TileScorer", "blocks", "mask_index", "online_lse"]
+__all__ = ["TileScorer", "blocks", "online_lse"]
 
 
 def blocks(n: int, size: int) -> Iterator[tuple[int, int]]:
     """(start, stop) of consecutive blocks of ``size`` covering range(n)."""
     for a in range(0, n, size):
         yield a, min(a + size, n)
-
-
-def mask_index(mask: Tensor, q0: int, q1: int, k0: int, k1: int) -> tuple[object, ...]:
-    """Index of rows q0:q1, columns k0:k1 of a mask broadcastable to (.., L, S)
-    (dimensions of size 1 stay whole), usable to read and to write."""
-    rows = slice(q0, q1) if mask.dim() >= 2 and mask.shape[-2] != 1 else slice(None)
-    cols = slice(k0, k1) if mask.dim() >= 1 and mask.shape[-1] != 1 else slice(None)
-    return (Ellipsis, rows, cols) if mask.dim() >= 2 else (Ellipsis, cols)
 
 
 class TileScorer:

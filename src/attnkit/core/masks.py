@@ -12,6 +12,7 @@ torch SDPA and FlexAttention. A float mask is added to the scores (0 allows,
 * :func:`gaussian_bias`: Luong local-p's factor ``exp(-(s - p_t)² / (2σ²))``,
   σ = D/2, returned as a log-bias to add to the scores.
 * :func:`combine`: and / or of any masks, boolean or float.
+* :func:`mask_index`: the index of one (rows, columns) tile of a broadcastable mask.
 """
 
 from __future__ import annotations
@@ -31,9 +32,21 @@ __all__ = [
     "to_bool",
     "to_float",
     "CAUSAL_ALIGNMENTS",
+    "mask_index",
 ]
 
 CAUSAL_ALIGNMENTS = ("top_left", "bottom_right")
+
+
+def mask_index(mask: Tensor, q0: int, q1: int, k0: int, k1: int) -> tuple[object, ...]:
+    """Index of rows q0:q1, columns k0:k1 of a mask broadcastable to (.., L, S), usable to read and to write.
+
+    Dimensions of size 1 (broadcast) stay whole: ``mask[mask_index(mask, 0, 2, 1, 3)]`` of a
+    (B, 1, 1, S) key-padding mask is (B, 1, 1, 2).
+    """
+    rows = slice(q0, q1) if mask.dim() >= 2 and mask.shape[-2] != 1 else slice(None)
+    cols = slice(k0, k1) if mask.dim() >= 1 and mask.shape[-1] != 1 else slice(None)
+    return (Ellipsis, rows, cols) if mask.dim() >= 2 else (Ellipsis, cols)
 
 
 def lengths_mask(lengths: Tensor, S: int) -> Tensor:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .masks import CAUSAL_ALIGNMENTS
+from .masks import CAUSAL_ALIGNMENTS, mask_index
 from .normalize import logsumexp_safe
 from .spec import AttentionResult, AttentionSpec, index_grids
 
@@ -26,16 +26,6 @@ __all__ = ["run", "apply_masks", "expand_kv", "dropout"]
 def expand_kv(x: Tensor, groups: int) -> Tensor:
     """(B, Hk, S, E) -> (B, Hk * groups, S, E) for grouped-query attention."""
     return x if groups == 1 else x.repeat_interleave(groups, dim=1)  # (B, H, S, E)
-
-
-def _slice_mask(mask: Tensor, q0: int, q1: int, k0: int, k1: int) -> Tensor:
-    """Rows q0:q1 and columns k0:k1 of a mask broadcastable to (.., L, S)."""
-    m = mask
-    if m.dim() >= 2 and m.shape[-2] != 1:
-        m = m[..., q0:q1, :]
-    if m.dim() >= 1 and m.shape[-1] != 1:
-        m = m[..., k0:k1]
-    return m
 
 
 def apply_masks(spec: AttentionSpec, s: Tensor, q0: int = 0, k0: int = 0) -> Tensor:
@@ -52,7 +42,7 @@ def apply_masks(spec: AttentionSpec, s: Tensor, q0: int = 0, k0: int = 0) -> Ten
             allowed = spec.mask_mod(b, h, qi, ki)
             s = s.masked_fill(~allowed.to(torch.bool), float("-inf"))
     if spec.mask is not None:
-        m = _slice_mask(spec.mask, q0, q0 + lq, k0, k0 + sk)
+        m = spec.mask[mask_index(spec.mask, q0, q0 + lq, k0, k0 + sk)]
         if m.dtype == torch.bool:
             s = s.masked_fill(~m, float("-inf"))
         else:

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core import masks as fmasks
-from ..backends.tiles import mask_index
+from ..core.masks import mask_index
 from ._common import attend, check_dim, check_dropout, shape_str
 
 __all__ = ["MultiheadAttention"]
