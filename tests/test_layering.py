@@ -136,6 +136,29 @@ def test_no_function_level_attnkit_imports_outside_cli():
     assert not late, "move these imports to the top of their file:\n" + "\n".join(late)
 
 
+#: the most lines one source file may have (nanoGPT's model.py: one readable module per idea)
+MAX_LINES = 600
+
+
+def test_no_source_file_over_max_lines():
+    long = {str(p.relative_to(SRC.parent)): n for p in SRC.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"split these files (over {MAX_LINES} lines): {long}"
+
+
+def test_sdpa_is_called_from_backends_only():
+    """torch's scaled_dot_product_attention is one backend: every other layer goes through attention()."""
+    callers = []
+    for path in SRC.rglob("*.py"):
+        if _package(path.relative_to(SRC).parts) == "backends":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+            if name == "scaled_dot_product_attention":
+                callers.append(f"{path.relative_to(SRC.parent)}:{node.lineno}")
+    assert not callers, "call attnkit.functional.attention() instead of SDPA here:\n" + "\n".join(callers)
+
+
 @pytest.mark.parametrize(
     "source, expected",
     [
