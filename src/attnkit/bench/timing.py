@@ -1,6 +1,6 @@
 """The timing primitive of every attnkit benchmark: warm-up, repeats, median and p10/p90.
 
-Protocol (``benchmarks/RESULTS.md``): call the function ``warmup`` times untimed (compilation,
+The protocol of attnkit's benchmarks: call the function ``warmup`` times untimed (compilation,
 lazy initialisation, allocator warm-up), then time ``repeats`` calls one by one with
 ``time.perf_counter`` and summarise them by their median and their 10th/90th percentiles.
 Percentiles interpolate linearly between order statistics (``statistics.quantiles(...,
