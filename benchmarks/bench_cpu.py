@@ -1,4 +1,4 @@
-"""CPU benchmark, DESIGN.md protocol: every suite of ``attnkit bench``, JSON under benchmarks/results/.
+"""CPU benchmark, the protocol of ``attnkit bench``: every suite, JSON under benchmarks/results/.
 
     python benchmarks/bench_cpu.py                   # dot, mha, additive (tens of minutes on 2 cores)
     python benchmarks/bench_cpu.py --suite additive  # one suite

@@ -1,11 +1,11 @@
 """What reading ``tensor.device.type`` costs inside a training step, against ``is_cpu``.
 
-attnkit's hot checks (``attnkit.backends.sdpa.sdpa_takes``, ``AttentionSpec.device_type``)
+attnkit's hot checks (``AttentionSpec.device_type`` and the backends' support checks)
 read ``is_cpu`` / ``is_cuda`` instead of ``device.type``. In a tight loop both cost well under
 a microsecond; between a (768 x 128) x (128 x 384) linear and its backward, as in baby GPT's
 attention, ``device.type`` (which builds a new string) costs much more. This measures both
-reads there: median, p10/p90 over ``--repeats`` steps after 20 warm-up steps, and the same
-reads in a tight loop.
+reads there: median, p10/p90 (``attnkit.bench.timing.Summary``) over ``--repeats`` steps
+after 20 warm-up steps, and the same reads in a tight loop.
 
     .venv/bin/python benchmarks/bench_device_type.py
 """
@@ -13,13 +13,14 @@ reads in a tight loop.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 import timeit
 
 import torch
 import torch.nn.functional as F
+
+from attnkit.bench.timing import Summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,10 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {args.threads} threads, {args.repeats} steps; microseconds per read")
     print(f"{'read':16s} {'in a step':>10s} {'p10':>8s} {'p90':>8s} {'tight loop':>11s}")
     for name, read in reads.items():
-        qs = statistics.quantiles(times[name], n=10)
+        us = Summary.of(times[name]).scaled(1e6)
         tight = timeit.timeit(read, number=100_000) / 100_000
-        print(f"{name:16s} {statistics.median(times[name]) * 1e6:10.2f} {qs[0] * 1e6:8.2f} {qs[-1] * 1e6:8.2f} "
-              f"{tight * 1e6:11.3f}")
+        print(f"{name:16s} {us.median:10.2f} {us.p10:8.2f} {us.p90:8.2f} {tight * 1e6:11.3f}")
     return 0
 
 

@@ -9,7 +9,7 @@ the generated tokens are compared (greedy, and sampled with the same generator).
 Default model: the baby GPT's sizes (4 layers, 4 heads, 128 dims) with a
 1024-character context, so 512 new characters fit without sliding the window.
 ``--run RUN_DIR`` loads a trained GPT instead. CPU protocol: fp32, warm-up then
-repeats, median and p10/p90.
+repeats, median and p10/p90 (``attnkit.bench.timing``).
 
     .venv/bin/python benchmarks/bench_generate.py                  # 512 characters
     .venv/bin/python benchmarks/bench_generate.py --new 128 --repeats 3
@@ -19,31 +19,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from attnkit.models.transformer import GPT
+from attnkit.bench.timing import Summary, time_calls
+from attnkit.models import GPT
 
 
-def timed(fn, warmup: int, repeats: int) -> tuple[list[float], torch.Tensor]:
-    out = None
-    for _ in range(warmup):
-        out = fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return times, out
+def timed(fn: Callable[[], torch.Tensor], warmup: int, repeats: int) -> tuple[Summary, torch.Tensor]:
+    """The timing summary (seconds) of ``fn`` and its last output."""
+    last: list[torch.Tensor] = []
+
+    def call() -> None:
+        last[:] = [fn()]
+
+    return time_calls(call, warmup=warmup, repeats=repeats), last[0]
 
 
-def stats(times: list[float]) -> dict:
-    qs = statistics.quantiles(times, n=10) if len(times) > 1 else [times[0]] * 9
-    return {"median_s": statistics.median(times), "p10_s": qs[0], "p90_s": qs[-1]}
+def stats(s: Summary) -> dict:
+    return {"median_s": s.median, "p10_s": s.p10, "p90_s": s.p90}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     outs = {}
     for name, cache in (("KV cache", True), ("no cache", False)):
-        times, out = timed(lambda: model.generate(prompt, max_new_tokens=args.new, temperature=0.0, use_cache=cache),
+        summary, out = timed(lambda: model.generate(prompt, max_new_tokens=args.new, temperature=0.0, use_cache=cache),
                            args.warmup, args.repeats)
-        rows[name] = stats(times)
+        rows[name] = stats(summary)
         rows[name]["chars_per_s"] = args.new / rows[name]["median_s"]
         outs[name] = out
     same_greedy = bool(torch.equal(outs["KV cache"], outs["no cache"]))

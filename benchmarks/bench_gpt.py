@@ -17,7 +17,7 @@ same init seed), so a noisy shared CPU slows all alike:
 
 Printed: validation loss on our split (``attnkit.data.shakespeare``) at the end (and
 every ``--eval-every``), training tokens/s (median, p10/p90 of per-step times after 3
-warm-up steps), and each attnkit row's ratio to the peer. Writes JSON to ``--out``.
+warm-up steps, ``attnkit.bench.timing.Summary``), and each attnkit row's ratio to the peer. Writes JSON to ``--out``.
 
     .venv/bin/python benchmarks/bench_gpt.py                 # the full 2000 iterations
     .venv/bin/python benchmarks/bench_gpt.py --iters 50      # a smoke run
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -38,8 +37,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from attnkit.bench.timing import Summary
 from attnkit.data.shakespeare import ShakespeareTask
-from attnkit.models.transformer import GPT
+from attnkit.models import GPT
 from attnkit.train import make_optimizer
 
 
@@ -155,10 +155,10 @@ def lr_at(it: int, *, lr: float, min_lr: float, warmup: int, decay_iters: int) -
 
 
 def summarize(times: list[float], tokens: int) -> dict:
-    qs = statistics.quantiles(times, n=10)
-    med = statistics.median(times)
-    return {"median_s": med, "p10_s": qs[0], "p90_s": qs[-1], "tokens_per_s": tokens / med,
-            "tokens_per_s_p10": tokens / qs[-1], "tokens_per_s_p90": tokens / qs[0]}
+    """Step-time median and p10/p90 in seconds, and the tokens/s they give (p10 of tokens/s is p90 of time)."""
+    s = Summary.of(times)
+    return {"median_s": s.median, "p10_s": s.p10, "p90_s": s.p90, "tokens_per_s": tokens / s.median,
+            "tokens_per_s_p10": tokens / s.p90, "tokens_per_s_p90": tokens / s.p10}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""GPU benchmark (DESIGN.md protocol): bf16, timings are ``triton.testing.do_bench`` medians.
+"""GPU benchmark: bf16; timings are medians (``attnkit.bench.timing``) of ``triton.testing.do_bench``'s samples.
 
 Run on a CUDA machine (the device tool lends one to some sessions):
 
@@ -33,6 +33,9 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from attnkit.bench.timing import Summary
+from attnkit.functional import attention
+
 
 def _need_cuda() -> None:
     if not torch.cuda.is_available():
@@ -40,9 +43,10 @@ def _need_cuda() -> None:
 
 
 def bench(fn: Callable[[], Any]) -> float:
+    """The median in ms of ``do_bench``'s timed calls (25 ms warm-up, 100 ms of repeats)."""
     import triton.testing
 
-    return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
+    return Summary.of(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="all")).median
 
 
 def fwd_bwd(fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
@@ -97,8 +101,6 @@ def tanh_ceiling(n_programs: int = 4096, block: int = 1024, iters: int = 256) ->
 def dot_suite(quick: bool) -> list[dict[str, Any]]:
     from torch.nn.attention.flex_attention import flex_attention
 
-    from attnkit.functional import attention
-
     flex = torch.compile(flex_attention)
     rows = []
     ns = [512, 1024, 2048, 4096, 8192, 16384] if not quick else [1024]
@@ -150,8 +152,6 @@ def dot_suite(quick: bool) -> list[dict[str, Any]]:
 
 
 def additive_suite(quick: bool, ceiling: dict[str, float]) -> list[dict[str, Any]]:
-    from attnkit.functional import attention
-
     rows = []
     B, H, D = 4, 1, 128
     for N in ([1024, 2048, 4096, 8192] if not quick else [1024]):

@@ -1,4 +1,4 @@
-"""attnkit.nn layers against their peers, on CPU (DESIGN.md protocol).
+"""attnkit.nn layers against their peers, on CPU (the protocol of ``attnkit bench``).
 
 1. ``mha``: ``attnkit.nn.MultiheadAttention`` (the drop-in) against
    ``torch.nn.MultiheadAttention`` with the same state_dict; self-attention,
@@ -11,9 +11,10 @@
    D = 256) against the eager Keras/OpenNMT formula that materialises the
    (B, 1, S, D) tanh tensor.
 
-Ours and the peer alternate repeat by repeat (warm-up 3, then ``--repeats``),
-so a noisy shared CPU slows both alike. Prints median and p10/p90 in ms and
-the ratio ours / peer (< 1: ours faster); writes JSON to ``--out``.
+Ours and the peer alternate repeat by repeat (warm-up 3, then ``--repeats``;
+``attnkit.bench.timing.time_paired``), so a noisy shared CPU slows both alike.
+Prints median and p10/p90 in ms and the ratio ours / peer (< 1: ours faster);
+writes JSON to ``--out``.
 
     .venv/bin/python benchmarks/bench_nn.py
     .venv/bin/python benchmarks/bench_nn.py --only mha --repeats 10
@@ -29,32 +30,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from attnkit.bench.timing import Summary, time_paired
 from attnkit.nn import AdditiveAttention, MultiheadAttention, MultiHeadAttention
 
 
-def _quantiles(xs: list[float]) -> dict[str, float]:
-    xs = sorted(xs)
-    q = statistics.quantiles(xs, n=10, method="inclusive") if len(xs) > 1 else [xs[0]] * 9
-    return {"median_ms": 1e3 * statistics.median(xs), "p10_ms": 1e3 * q[0], "p90_ms": 1e3 * q[-1]}
+def _ms(s: Summary) -> dict[str, float]:
+    ms = s.scaled(1e3)
+    return {"median_ms": ms.median, "p10_ms": ms.p10, "p90_ms": ms.p90}
 
 
 def race(ours: Callable[[], None], peer: Callable[[], None], repeats: int) -> dict[str, dict[str, float]]:
-    for _ in range(3):
-        ours(), peer()
-    t_o, t_p = [], []
-    for _ in range(repeats):
-        for fn, acc in ((ours, t_o), (peer, t_p)):
-            t0 = time.perf_counter()
-            fn()
-            acc.append(time.perf_counter() - t0)
-    o, p = _quantiles(t_o), _quantiles(t_p)
+    o, p = (_ms(s) for s in time_paired(ours, peer, warmup=3, repeats=repeats))
     return {"ours": o, "peer": p, "ratio": o["median_ms"] / p["median_ms"]}
 
 

@@ -30,3 +30,20 @@ def test_bench_rejects_bad_arguments(capsys):
     assert "--mode must list fwd and/or fwd+bwd" in capsys.readouterr().err
     assert main(["bench", "--quick", "--suite", "flash"]) == 2
     assert "unknown suite 'flash'" in capsys.readouterr().err
+
+
+def test_bench_paired_rows(capsys):
+    rc = main(["bench", "--quick", "--json", "--paired", "--no-memory", "--suite", "dot", "--mode", "fwd"])
+    assert rc == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert [(r["impl"], r["peer"], r["paired"], r["repeats"]) for r in rows] == [("attnkit", "torch_sdpa", True, 3)]
+    assert rows[0]["peak_mb"] is None and rows[0]["speedup"] > 0
+
+
+def test_bench_table(capsys):
+    argv = ["bench", "--quick", "--no-memory", "--suite", "additive", "--peers", "naive_eager", "--mode", "fwd"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["suite", "shape", "mode"]
+    assert lines[2].startswith("additive  B=2 H=1 N=32 E=16 D=16")
+    assert lines[-1].startswith("x faster = peer ms / ours")
