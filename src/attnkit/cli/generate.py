@@ -63,12 +63,12 @@ def _check_args(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..train import load_run, resolve_device
+    from ..train import load_run, model_config, model_name, resolve_device
     from ..viz import plot_heads
 
     _check_args(args)
     task, model, meta = load_run(args.run_dir, which=args.checkpoint, device=resolve_device(args.device))
-    name = model.config.get("model")
+    name = model_name(model)
     if not hasattr(task, "encode_prompt"):
         raise CliError(
             f"{args.run_dir} holds a {name} model for the {task.name!r} task, which translates inputs; "
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     rate = args.max_new_tokens * args.num_samples / max(seconds, 1e-9)
     plot_path = None
     if args.plot:
-        L = model.config["num_layers"]
+        L = model_config(model)["num_layers"]
         layer = args.layer if args.layer >= 0 else L + args.layer
         if not 0 <= layer < L:
             raise CliError(f"--layer {args.layer}: the model has {L} layers (0..{L - 1}, or -1 for the last)")

@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import load_run, resolve_device
+    from ..train import load_run, model_name, resolve_device
     from ..viz import alignment_grid, plot_alignments, plot_heads_grid
 
     if args.beam < 1:
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             print()
     if args.plot and args.layer is not None:
         if not hasattr(model, "cross_attention_maps"):
-            raise CliError(f"--layer plots the heads of a Transformer; this run holds a {model.config.get('model')} model")
+            raise CliError(f"--layer plots the heads of a Transformer; this run holds a {model_name(model)} model")
         path = plot_heads_grid(model, task, args.text, [p[0] for p in preds], args.layer, args.plot)
         if not args.json:
             print(f"attention of every head of layer {args.layer} saved to {path}")
