@@ -1,5 +1,6 @@
 """attnkit: every attention mechanism the literature names, fast kernels for all of them,
-and the tools to see inside. See README.md and ../shared/DESIGN.md."""
+and the tools to see inside. See README.md and docs/ARCHITECTURE.md (the layers, the contracts,
+how to add a score, backend, mechanism, model, task or command)."""
 
 __version__ = "0.1.0"
 

@@ -172,17 +172,16 @@ def resolve_attention(model: str, name: str) -> dict[str, Any]:
             if cand in SCORES:
                 return {"score": cand}
         valid = sorted(set(SCORES) | set(_TRANSFORMER_NAMES))
-        raise ValueError(f"attention {name!r} is not a score a {model} layer can use; valid: {', '.join(valid)}")
+        raise ValueError(f"attention={name!r} is not a score a {model} layer can use; valid: {', '.join(valid)}")
     if model == "seq2seq":
         try:
             return {"attention": resolve(key)}
-        except ValueError:
-            hint = ""
-            if key in SCORES or key.replace("-", "_") in SCORES:
-                hint = (f" ({name!r} is an alignment score; a seq2seq model takes a mechanism, "
-                        "e.g. bahdanau, luong-general, luong-dot, content)")
-            raise ValueError(f"attention {name!r} is not a mechanism of the seq2seq model{hint}; "
-                             f"valid: {', '.join(list_mechanisms(kind='sequence'))}") from None
+        except ValueError as e:
+            if key not in SCORES and key.replace("-", "_") not in SCORES:
+                raise  # the registry's error: unknown attention mechanism, did you mean, the known ones
+            raise ValueError(f"attention={name!r} is an alignment score; a seq2seq model takes an attention "
+                             f"mechanism (e.g. bahdanau, luong-general, luong-dot, content); "
+                             f"valid: {', '.join(list_mechanisms(kind='sequence'))}") from e
     raise ValueError(f"model {model!r} takes no attention option; models that do: seq2seq, "
                      f"{', '.join(TRANSFORMER_KINDS)}")
 
@@ -213,8 +212,8 @@ def model_options(task: str, model: str, **flags: Any) -> dict[str, Any]:
     if model in TRANSFORMER_KINDS:
         for rnn_only in _RNN_ONLY:
             if rnn_only in given:
-                raise ValueError(f"{rnn_only} configures the RNN seq2seq model; a {model} has no {rnn_only} "
-                                 "(drop it, or use model='seq2seq')")
+                raise ValueError(f"{rnn_only}={given[rnn_only]!r} configures the RNN seq2seq model; a {model} "
+                                 f"has no {rnn_only} (drop it, or use model='seq2seq')")
         hidden, embed = given.pop("hidden_dim", None), given.pop("embed_dim", None)
         if hidden is not None and embed is not None and hidden != embed:
             raise ValueError(f"a {model} has one width: hidden_dim={hidden} and embed_dim={embed} differ")

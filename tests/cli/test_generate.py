@@ -69,7 +69,7 @@ def test_plot_draws_every_head_of_the_layer(gpt_run: str, tmp_path: Path, capsys
         (["--prompt", "Ay€"], "never saw: '€'"),
         (["--prompt", "x" * 40], "block_size) is 32; shorten it to its last 32"),
         (["--prompt", ""], "--prompt is empty"),
-        (["--top-p", "2"], "top_p must be in (0, 1]"),
+        (["--top-p", "2"], "--top-p must be in (0, 1]"),  # the library names top_p; the CLI its flag
     ],
 )
 def test_bad_input_is_one_clear_line(gpt_run: str, capsys: pytest.CaptureFixture, extra: list[str], message: str) -> None:

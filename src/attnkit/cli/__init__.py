@@ -1,9 +1,11 @@
 """``attnkit ...`` (also ``python -m attnkit``).
 
 One module per command under ``attnkit.cli``; each defines
-``add_parser(subparsers)`` and sets ``func`` on its parser. Add a command by
-adding its module to :data:`COMMANDS`. User errors (ValueError, TypeError,
-FileNotFoundError) print one line and exit with status 2, never a traceback.
+``add_parser(subparsers)`` and ``run(args)`` (set as ``func`` on its parser).
+Add a command by adding its module to :data:`COMMANDS`; helpers the commands
+share live in :mod:`attnkit.cli._common`. User errors (ValueError, TypeError,
+FileNotFoundError) print one line and exit with status 2, never a traceback;
+the Python arguments they name are shown as the command's flags.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from ._common import CliError, as_flags, flags_of
 
 __all__ = ["main", "COMMANDS", "CliError"]
 
@@ -29,10 +33,6 @@ COMMANDS: dict[str, str] = {
 }
 
 
-class CliError(ValueError):
-    """A user error found by the CLI itself (bad flag combination, unreadable file)."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="attnkit", description="Neural attention: every mechanism, fast kernels, tools to see inside."
@@ -44,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """Python argument -> flag of the subcommand ``command``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return flags_of(action.choices[command])
+    return {}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -51,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         rc = args.func(args)
     except (ValueError, TypeError, FileNotFoundError, IsADirectoryError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = as_flags(msg, _command_flags(parser, args.command))
         print(f"attnkit {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -17,8 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import CliError
-from .train import add_train_flags, build, json_line
+from ._common import CliError, add_train_flags, build, json_line
 
 __all__ = ["add_parser", "run", "format_table"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from . import CliError
+from ._common import CliError
 from .train import json_line, print_metrics
 
 __all__ = ["add_parser", "run"]

@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from . import CliError
+from ._common import CliError
 
 DEFAULT_TOKENS = ["The", "cat", "sat", "on", "the", "mat"]
 DEFAULT_VECTORS = [[0, 0], [0, 1], [1, 1], [1, 0], [0, 0], [1, 0]]

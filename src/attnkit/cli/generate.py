@@ -23,9 +23,9 @@ import json
 import sys
 import time
 
-from . import CliError
+from ._common import CliError
 
-__all__ = ["add_parser", "run", "plot_heads", "plot_heads_grid"]
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -49,39 +49,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def plot_heads(weights, tokens: list[str], path: str, *, layer: int, title: str = "") -> str:
-    """Save (H, L, L) self-attention weights as one heatmap per head, characters on both axes."""
-    from ..viz import plot_alignments
-
-    items = [(weights[h], tokens, tokens) for h in range(weights.shape[0])]
-    titles = [f"{title}layer {layer}, head {h}" for h in range(weights.shape[0])]
-    return str(plot_alignments(items, path, titles=titles, cols_per_row=min(4, len(items))))
-
-
-def plot_heads_grid(model, task, texts: list[str], outputs: list[list[str]], layer: int, path: str) -> str:
-    """``attnkit predict --layer N --plot``: every cross-attention head of decoder layer N, one row per input."""
-    import torch
-
-    from ..viz import plot_alignments
-
-    n_layers = model.config["decoder_layers"]
-    li = layer if layer >= 0 else n_layers + layer
-    if not 0 <= li < n_layers:
-        raise CliError(f"--layer {layer}: the decoder has {n_layers} layers (0..{n_layers - 1}, or -1 for the last)")
-    items, titles = [], []
-    device = next(model.parameters()).device
-    for text, toks in zip(texts, outputs):
-        ids = task.encode_source(text)
-        src = torch.tensor([ids], device=device)
-        maps = model.cross_attention_maps(src, torch.tensor([len(ids)], device=device),
-                                          [task.tgt_vocab.stoi[t] for t in toks])[li]  # (H, T+1, S)
-        rows, cols = [*toks, "</s>"], task.src_vocab.tokens(task.normalize(text))
-        for h in range(maps.shape[0]):
-            items.append((maps[h], rows, cols))
-            titles.append(f"{text} · layer {li} head {h}")
-    return str(plot_alignments(items, path, titles=titles, cols_per_row=model.config["num_heads"]))
-
-
 def _check_args(args: argparse.Namespace) -> None:
     if args.max_new_tokens < 0:
         raise CliError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
@@ -96,11 +63,12 @@ def _check_args(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..train import load_run, resolve_device
+    from ..train import load_run, model_config, model_name, resolve_device
+    from ..viz import plot_heads
 
     _check_args(args)
     task, model, meta = load_run(args.run_dir, which=args.checkpoint, device=resolve_device(args.device))
-    name = model.config.get("model")
+    name = model_name(model)
     if not hasattr(task, "encode_prompt"):
         raise CliError(
             f"{args.run_dir} holds a {name} model for the {task.name!r} task, which translates inputs; "
@@ -130,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     rate = args.max_new_tokens * args.num_samples / max(seconds, 1e-9)
     plot_path = None
     if args.plot:
-        L = model.config["num_layers"]
+        L = model_config(model)["num_layers"]
         layer = args.layer if args.layer >= 0 else L + args.layer
         if not 0 <= layer < L:
             raise CliError(f"--layer {args.layer}: the model has {L} layers (0..{L - 1}, or -1 for the last)")

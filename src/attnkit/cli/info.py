@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from . import CliError
+from ._common import CliError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

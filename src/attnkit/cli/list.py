@@ -7,6 +7,10 @@ requested); every ``attnkit.functional.attention`` call it makes is recorded,
 and a backend is listed when ``not_supported_reasons`` is empty for all of
 them (CPU, float32). Vision and sigma-pi layers make no attention() call
 ("-"). ``--reasons`` prints why each other backend refuses.
+
+Below it, the table of what ``attnkit train --attention NAME`` means for each kind
+of model (:func:`attnkit.presets.attention_table`): a mechanism for the RNN
+seq2seq model, a score (or local windows) for the Transformer family.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import argparse
 import json
 from typing import Any
 
-from . import CliError
+from ._common import CliError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -93,6 +97,17 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line, sep, *body])
 
 
+def attention_lines() -> list[str]:
+    """What ``--attention NAME`` means per model kind, as printed by ``attnkit list``."""
+    from ..presets import attention_table
+
+    lines = ["--attention NAME means, per model (attnkit train TASK --model MODEL --attention NAME):"]
+    for models, meaning, names in attention_table():
+        lines.append(f"  {models}: {meaning}")
+        lines.append(f"    {', '.join(names)}")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     rows = mechanism_rows(args.kind)
     if not rows:
@@ -108,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
     print(_table(headers, table))
     print(f"\n{len(rows)} mechanism{'s' if len(rows) != 1 else ''}. Backends: those that can run the mechanism's own call on CPU in float32; "
           "attnkit.create(name, dim, ...) builds one.")
+    print()
+    print("\n".join(attention_lines()))
     if args.reasons:
         print()
         for r in rows:

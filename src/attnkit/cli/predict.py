@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import CliError
+from ._common import CliError
 
 __all__ = ["add_parser", "run"]
 
@@ -36,8 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import load_run, resolve_device
-    from ..viz import alignment_grid, plot_alignments
+    from ..train import load_run, model_name, resolve_device
+    from ..viz import alignment_grid, plot_alignments, plot_heads_grid
 
     if args.beam < 1:
         raise CliError(f"--beam must be >= 1, got {args.beam}")
@@ -67,9 +67,7 @@ def run(args: argparse.Namespace) -> int:
             print()
     if args.plot and args.layer is not None:
         if not hasattr(model, "cross_attention_maps"):
-            raise CliError(f"--layer plots the heads of a Transformer; this run holds a {model.config.get('model')} model")
-        from .generate import plot_heads_grid
-
+            raise CliError(f"--layer plots the heads of a Transformer; this run holds a {model_name(model)} model")
         path = plot_heads_grid(model, task, args.text, [p[0] for p in preds], args.layer, args.plot)
         if not args.json:
             print(f"attention of every head of layer {args.layer} saved to {path}")

@@ -7,15 +7,31 @@
 >>> model = build_model(model_config_for_task("seq2seq", task, attention="bahdanau"))
 >>> result = train(task, model, steps=200, out_dir="runs/reverse")     # doctest: +SKIP
 >>> task, model, meta = load_run("runs/reverse")                        # doctest: +SKIP
+
+Options not given to :func:`train` come from :mod:`attnkit.presets` (``TRAIN_DEFAULTS`` and the
+tuned (task, model) pairs).
 """
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_atomic
-from .loop import lr_at, make_optimizer, resolve_device, train
+from .loop import (
+    RunState,
+    TrainOptions,
+    lr_at,
+    make_optimizer,
+    model_config,
+    model_name,
+    resolve_device,
+    resolve_options,
+    train,
+)
 from .progress import Progress
 from .run import default_run_dir, load_run, resume_run
 
 __all__ = [
     "train",
+    "TrainOptions",
+    "RunState",
+    "resolve_options",
     "load_run",
     "resume_run",
     "default_run_dir",
@@ -27,4 +43,6 @@ __all__ = [
     "lr_at",
     "make_optimizer",
     "resolve_device",
+    "model_config",
+    "model_name",
 ]

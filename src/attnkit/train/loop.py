@@ -1,11 +1,18 @@
 """The training loop: any task, any registered model, checkpoints that resume exactly.
 
-``train(task, model, steps=..., out_dir=...)`` runs Adam with warm-up and
+``train(task, model, steps=..., out_dir=...)`` runs AdamW with warm-up and
 cosine decay, clips gradients, validates every ``eval_every`` steps, keeps
 the best checkpoint by ``task.primary_metric`` and the last one, and at the
 end scores the best weights on the test split. It only calls
 ``task.batches(split, batch_size, generator=...)``, ``model.loss(batch)``
 and ``task.evaluate(model, split, ...)``, so it does not care what a batch holds.
+
+The loop is five named steps::
+
+    opts  = resolve_options(task, model, ...)   # TRAIN_DEFAULTS < presets < saved run < arguments
+    restore(model, optimizer, checkpoint)       # resume: weights, Adam moments, RNG state
+    while budget left:  train_step(run, batches)  (+ validate(run) every eval_every steps)
+    finish(run)                                 # last validation, test split of the best weights
 
 Throughput: the result reports ``tokens_per_second = train_tokens / train_seconds``.
 ``train_tokens`` sums ``batch.num_tokens`` over the batches actually trained on
@@ -26,15 +33,18 @@ resuming to 2N gives the same weights as 2N steps in one go.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import torch
 
+from ..presets import train_options
 from .checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -46,29 +56,135 @@ from .checkpoint import (
 )
 from .progress import Progress
 
-__all__ = ["train", "DEFAULTS", "lr_at", "make_optimizer", "resolve_device", "epoch_generator"]
+__all__ = [
+    "train",
+    "TrainOptions",
+    "RunState",
+    "resolve_options",
+    "restore",
+    "train_step",
+    "validate",
+    "finish",
+    "lr_at",
+    "make_optimizer",
+    "resolve_device",
+    "epoch_generator",
+    "model_name",
+    "model_config",
+    "checkpoint_meta",
+]
 
-#: defaults of every option; a task's ``train_defaults`` and the caller's arguments override them
-DEFAULTS: dict[str, Any] = {
-    "steps": 2000,
-    "minutes": None,
-    "batch_size": 64,
-    "lr": 2e-3,
-    "warmup": 100,
-    "min_lr_ratio": 0.05,
-    "weight_decay": 0.0,
-    "clip": 1.0,
-    "eval_every": 500,
-    "eval_examples": 500,
-    "stop_at": None,
-}
+
+# -- the model's config, read the same way whatever holds it --------------------------------------
+def model_config(model: Any) -> dict[str, Any]:
+    """``model.config`` as a plain dict (a mapping, a dataclass, or an object with ``to_dict()``)."""
+    cfg = getattr(model, "config", None)
+    if cfg is None:
+        return {}
+    if isinstance(cfg, Mapping):
+        return dict(cfg)
+    if hasattr(cfg, "to_dict"):
+        return dict(cfg.to_dict())
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        out = dataclasses.asdict(cfg)
+        name = getattr(cfg, "model", None)
+        return {"model": name, **out} if name is not None and "model" not in out else out
+    raise TypeError(f"model.config must be a mapping or a dataclass, got {type(cfg).__name__}")
+
+
+def model_name(model: Any) -> str:
+    """The registry name of ``model`` (``config["model"]`` or its config's ``model`` field)."""
+    cfg = getattr(model, "config", None)
+    name = cfg.get("model") if isinstance(cfg, Mapping) else getattr(cfg, "model", None)
+    return str(name) if name else type(model).__name__
+
+
+# -- options and state ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainOptions:
+    """Every training option; :func:`resolve_options` fills them (``attnkit.presets.TRAIN_DEFAULTS``)."""
+
+    steps: Optional[int]
+    minutes: Optional[float]
+    batch_size: int
+    lr: float
+    warmup: int
+    min_lr_ratio: float
+    weight_decay: float
+    clip: float
+    eval_every: int
+    eval_examples: int
+    stop_at: Optional[float]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RunState:
+    """Where a run is: what a checkpoint saves so that resuming continues exactly."""
+
+    seed: int
+    step: int = 0
+    epoch: int = 0
+    offset: int = 0  # batches of ``epoch`` already trained on
+    seconds: float = 0.0
+    train_seconds: float = 0.0
+    train_tokens: int = 0
+    best: Optional[float] = None
+    best_step: Optional[int] = None
+    best_metrics: Optional[dict[str, float]] = None  # the best validation's metric and token error rate
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if out["best_metrics"] is None:
+            del out["best_metrics"]
+        return out
+
+    @classmethod
+    def from_json(cls, saved: Mapping[str, Any]) -> "RunState":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in names})
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def resolve_options(task_name: str, model: str, *, saved: Optional[Mapping[str, Any]] = None,
+                    **given: Any) -> TrainOptions:
+    """The options of one run: TRAIN_DEFAULTS < ``presets.preset(task, model).train`` < ``saved``
+    (the options of the run being resumed) < ``given`` (None = not given).
+
+    ``minutes`` given without ``steps`` drops the preset's step budget: the clock alone bounds the run.
+    """
+    opts = train_options(task_name, model, **given)  # unknown names are a TypeError here
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if "minutes" in chosen and "steps" not in chosen:
+        opts["steps"] = None
+    if saved:
+        opts.update({**saved, **chosen})
+    if opts["steps"] is None and opts["minutes"] is None:
+        raise ValueError("give a budget: steps=N or minutes=M")
+    for k in ("steps", "batch_size", "eval_every", "eval_examples"):
+        _positive_int(k, opts[k])
+    if opts["minutes"] is not None and not opts["minutes"] > 0:
+        raise ValueError(f"minutes must be > 0, got {opts['minutes']!r}")
+    if opts["lr"] is None or not opts["lr"] > 0:
+        raise ValueError(f"lr must be > 0, got {opts['lr']!r}")
+    names = {f.name for f in dataclasses.fields(TrainOptions)}
+    return TrainOptions(**{k: v for k, v in opts.items() if k in names})
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``"cpu"``/``"cuda"``/``"cuda:1"``; asking for CUDA without one is a clear error."""
-    dev = torch.device(device or "cpu")
+    try:
+        dev = torch.device(device or "cpu")
+    except RuntimeError:
+        raise ValueError(f"device={device!r} is not a torch device; use device='cpu' or device='cuda'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no CUDA device is available here; use --device cpu")
+        raise ValueError(f"device={str(device)!r}: no CUDA device is available here; use device='cpu'")
     if dev.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device must be cpu or cuda, got {device!r}")
     return dev
@@ -99,9 +215,8 @@ def make_optimizer(params: Iterable[Any], *, lr: float, weight_decay: float = 0.
     ``m = β1 m + (1-β1) g``, ``v = β2 v + (1-β2) g²``, ``θ -= lr (m̂ / (sqrt(v̂) + ε) + λ θ)``.
 
     It uses torch's fused kernel (one pass over all parameters, on CPU as on CUDA) where
-    torch has one for the parameters' device and dtype, and torch's default otherwise.
-    In baby GPT's training step on 2 CPU threads it is what makes attnkit's step faster
-    than nanoGPT's (benchmarks/bench_gpt.py); nanoGPT turns it on for CUDA only.
+    torch has one for the parameters' device and dtype, and torch's default otherwise
+    (benchmarks/bench_gpt.py measures the step against nanoGPT's).
     """
     params = list(params)
     if params and not isinstance(params[0], dict):
@@ -162,10 +277,10 @@ def _no_worse(m: dict[str, Any], best: Optional[dict[str, Any]], metric: str) ->
 
 
 def _summary(task: Any, model: Any) -> dict[str, Any]:
-    cfg = dict(getattr(model, "config", {}))
+    cfg = model_config(model)
     return {
         "task": task.name,
-        "model": cfg.get("model", type(model).__name__),
+        "model": model_name(model),
         "attention": cfg.get("attention"),
         "decoder": cfg.get("decoder"),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -173,7 +288,8 @@ def _summary(task: Any, model: Any) -> dict[str, Any]:
 
 
 def checkpoint_meta(task: Any, model: Any, **extra: Any) -> dict[str, Any]:
-    meta = {"task": task.describe(), "config": dict(model.config)}
+    """What a checkpoint's JSON holds besides ``extra``: the task, the model config and the vocabularies."""
+    meta = {"task": task.describe(), "config": model_config(model)}
     vocab = {}
     for side in ("src_vocab", "tgt_vocab", "vocab"):
         v = getattr(task, side, None)
@@ -198,194 +314,236 @@ def _set_rng(tensors: dict[str, torch.Tensor], device: torch.device) -> None:
         torch.cuda.set_rng_state(tensors["rng/cuda"], device)
 
 
+# -- one run ----------------------------------------------------------------------------------------
+@dataclass
+class _Run:
+    """What the steps of one run share: the objects it trains and where it writes."""
+
+    task: Any
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    opts: TrainOptions
+    state: RunState
+    device: torch.device
+    out: Optional[Path]
+    bar: Progress
+    metric: str
+    higher: bool
+    summary: dict[str, Any]
+    params: list[torch.Tensor] = field(default_factory=list)  # what is updated is clipped
+    best_weights: dict[str, torch.Tensor] = field(default_factory=dict)
+    last_valid: dict[str, Any] = field(default_factory=dict)
+    t_start: float = 0.0
+    phase: str = "idle"  # "forward" / "update" / "idle": what an interrupt cut short
+    rng_snapshot: Optional[torch.Tensor] = None  # the RNG state before the current step
+
+    def log_event(self, event: dict[str, Any]) -> None:
+        if self.out is not None:
+            with open(self.out / "history.jsonl", "a") as f:
+                f.write(json.dumps(event) + "\n")
+
+    def save(self, name: str, metrics: dict[str, Any]) -> None:
+        """Checkpoint ``name`` ("best": the weights; "last": also the optimizer and RNG state)."""
+        if self.out is None:
+            return
+        tensors = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        rest = None
+        if name == "last":
+            optim, rest = optimizer_to_tensors(self.optimizer)
+            tensors.update(optim)
+            tensors.update(_rng_tensors(self.device))
+        meta = checkpoint_meta(
+            self.task, self.model, step=self.state.step, metrics=metrics, summary=self.summary,
+            train={"options": self.opts.to_json(), "state": self.state.to_json(), "optimizer": rest},
+        )
+        save_checkpoint(self.out, name, tensors, meta)
+
+    def budget_left(self) -> bool:
+        if self.opts.steps is not None and self.state.step >= self.opts.steps:
+            return False
+        return self.opts.minutes is None or time.perf_counter() - self.t_start < self.opts.minutes * 60
+
+    def reached_target(self) -> bool:
+        """``stop_at`` reached by the last validation."""
+        val = self.last_valid.get(self.metric)
+        return self.opts.stop_at is not None and val is not None and not _better(self.opts.stop_at, val, self.higher)
+
+
+def _load_last(out: Optional[Path], model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    if out is None:
+        raise ValueError("resume=True needs out_dir, the run directory to continue")
+    tensors, meta = load_checkpoint(out, "last")
+    if meta["config"] != model_config(model):
+        raise CheckpointError(f"{out}/last.json was saved from another model config; rebuild it with load_run({str(out)!r})")
+    return tensors, meta
+
+
+def restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor],
+            optimizer_rest: Any, device: torch.device) -> None:
+    """Load a ``last`` checkpoint's weights, Adam moments and RNG state into ``model`` / ``optimizer``.
+
+    The optimizer keeps the kernel it was made with: a run saved by the multi-tensor AdamW
+    resumes on the fused one.
+    """
+    fused = [g.get("fused") for g in optimizer.param_groups]
+    model.load_state_dict({k: v.to(device) for k, v in split_prefix(dict(tensors), "model").items()})
+    optim = {k: v.to(device) for k, v in tensors.items() if k.startswith("optim/")}
+    optimizer_from_tensors(optimizer, optim, optimizer_rest)
+    for g, f in zip(optimizer.param_groups, fused):
+        g["fused"] = f
+    _set_rng(dict(tensors), device)
+
+
+def train_step(run: _Run, batches: Iterator[tuple[int, int, Any]]) -> dict[str, Any]:
+    """One optimizer step on the next batch; returns the model's metrics of it."""
+    opts, state = run.opts, run.state
+    run.phase, run.rng_snapshot = "forward", torch.get_rng_state()
+    t_step = time.perf_counter()
+    epoch, offset, batch = next(batches)
+    batch = batch.to(run.device) if hasattr(batch, "to") else batch
+    elapsed = (time.perf_counter() - run.t_start) / (opts.minutes * 60) if opts.minutes else None
+    rate = lr_at(state.step, lr=opts.lr, warmup=opts.warmup, steps=opts.steps, min_lr_ratio=opts.min_lr_ratio,
+                 elapsed=elapsed)
+    for g in run.optimizer.param_groups:
+        g["lr"] = rate
+    loss, m = run.model.loss(batch)
+    value = m["loss"] if isinstance(m.get("loss"), float) else float(loss)  # the models report it already
+    if not math.isfinite(value):
+        raise FloatingPointError(f"the loss became {value} at step {state.step}; lower lr (it is {opts.lr}) "
+                                 "or check the data")
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if opts.clip:
+        torch.nn.utils.clip_grad_norm_(run.params, opts.clip)
+    run.phase = "update"
+    run.optimizer.step()
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)  # the step's kernels belong to its time
+    now = time.perf_counter()
+    state.step += 1
+    state.epoch, state.offset, state.seconds = epoch, offset, now - run.t_start
+    state.train_seconds += now - t_step
+    state.train_tokens += _count_tokens(batch, m)
+    run.phase = "idle"
+    return m
+
+
+def validate(run: _Run) -> dict[str, Any]:
+    """Score the validation split; a new best updates the state, keeps the weights and saves ``best``."""
+    state, metric = run.state, run.metric
+    m = run.task.evaluate(run.model, "valid", max_examples=run.opts.eval_examples)
+    m = {k: v for k, v in m.items() if isinstance(v, (int, float))}
+    val = m.get(metric)
+    improved = val is not None and (_better(val, state.best, run.higher) or _no_worse(m, state.best_metrics, metric))
+    if improved:
+        state.best, state.best_step = val, state.step
+        state.best_metrics = {k: m[k] for k in (metric, "token_error_rate") if k in m}
+    run.log_event({"event": "valid", "step": state.step, **m})
+    run.bar.log(f"step {state.step}: valid {metric} {val:.4f}" + (" (best)" if improved else ""))
+    if improved:
+        run.best_weights = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+        run.save("best", m)
+    return m
+
+
+def _interrupted(run: _Run) -> None:
+    """Ctrl-C: save ``last`` as of the last finished step (a step cut before its update never happened)."""
+    run.bar.close()
+    if run.phase != "update" and run.out is not None:
+        if run.phase == "forward":
+            torch.set_rng_state(run.rng_snapshot)
+        run.state.seconds = time.perf_counter() - run.t_start
+        run.save("last", run.last_valid)
+
+
+def finish(run: _Run, start_step: int, *, final_eval: bool) -> dict[str, Any]:
+    """Validate and save ``last`` unless the last step just did; score the best weights on the test split."""
+    state, model = run.state, run.model
+    run.bar.close()
+    state.seconds = time.perf_counter() - run.t_start
+    if state.step % run.opts.eval_every != 0 or state.step == start_step:
+        if state.step > start_step or state.best is None:
+            run.last_valid = validate(run)
+        run.save("last", run.last_valid)
+    result: dict[str, Any] = {**run.summary, "steps": state.step, "seconds": round(state.seconds, 2),
+                              "run_dir": str(run.out) if run.out else None}
+    result.update(_throughput(state.train_tokens, state.train_seconds))
+    result[f"valid_{run.metric}"] = state.best
+    if final_eval:
+        if run.best_weights:
+            model.load_state_dict(run.best_weights)
+        elif run.out is not None and state.best_step is not None:
+            best, _ = load_checkpoint(run.out, "best")
+            model.load_state_dict({k: v.to(run.device) for k, v in split_prefix(best, "model").items()})
+        test = run.task.evaluate(model, "test")
+        result.update({k: v for k, v in test.items() if isinstance(v, (int, float))})
+    if run.out is not None:
+        write_atomic(run.out / "metrics.json", (json.dumps(result, indent=1) + "\n").encode())
+        run.log_event({"event": "done", **result})
+    return result
+
+
 def train(
     task: Any,
     model: torch.nn.Module,
     *,
-    steps: Optional[int] = None,
-    minutes: Optional[float] = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     out_dir: str | Path | None = None,
     resume: bool = False,
-    batch_size: Optional[int] = None,
-    lr: Optional[float] = None,
-    warmup: Optional[int] = None,
-    eval_every: Optional[int] = None,
-    eval_examples: Optional[int] = None,
-    stop_at: Optional[float] = None,
     final_eval: bool = True,
     progress: Optional[bool] = None,
     callback: Optional[Callable[[int, dict[str, float]], None]] = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Train ``model`` on ``task``; returns the final metrics (test split of the best weights).
 
-    ``steps`` and/or ``minutes`` bound the run (whichever comes first).
-    ``out_dir`` enables checkpoints (``last`` and ``best``) and a
-    ``history.jsonl``; ``resume=True`` continues from ``out_dir/last.json``
-    with the options saved there (pass ``steps`` to extend the run).
-    ``stop_at`` ends training once the validation metric reaches it.
+    ``options`` are the fields of :class:`TrainOptions` (``steps``, ``minutes``, ``batch_size``,
+    ``lr``, ``warmup``, ``min_lr_ratio``, ``weight_decay``, ``clip``, ``eval_every``,
+    ``eval_examples``, ``stop_at``); those not given come from ``attnkit.presets`` for
+    (task, model). ``steps`` and/or ``minutes`` bound the run (whichever comes first).
+    ``out_dir`` enables checkpoints (``last`` and ``best``) and a ``history.jsonl``;
+    ``resume=True`` continues from ``out_dir/last.json`` with the options saved there (pass
+    ``steps`` to extend the run). ``stop_at`` ends training once the validation metric reaches it.
     ``callback(step, metrics)`` runs after every step (tests use it to interrupt).
     """
     dev = resolve_device(device)
     model.to(dev)
     out = Path(out_dir) if out_dir is not None else None
-    given = dict(steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, warmup=warmup, eval_every=eval_every, eval_examples=eval_examples, stop_at=stop_at)
-    opts = {**DEFAULTS, **getattr(task, "train_defaults", {})}
-    if minutes is not None and steps is None:
-        opts["steps"] = None
-    state = {"step": 0, "epoch": 0, "offset": 0, "seconds": 0.0, "train_seconds": 0.0, "train_tokens": 0, "best": None, "best_step": None, "seed": int(seed)}
-    opt_rest = None
-    tensors: dict[str, torch.Tensor] = {}
-    if resume:
-        if out is None:
-            raise ValueError("resume=True needs out_dir, the run directory to continue")
-        tensors, meta = load_checkpoint(out, "last")
-        if meta["config"] != dict(model.config):
-            raise CheckpointError(f"{out}/last.json was saved from another model config; rebuild it with load_run({str(out)!r})")
-        opts.update(meta["train"]["options"])
-        state.update(meta["train"]["state"])
-        opt_rest = meta["train"]["optimizer"]
-    opts.update({k: v for k, v in given.items() if v is not None})
-    if opts["steps"] is None and opts["minutes"] is None:
-        raise ValueError("give a budget: steps=N or minutes=M")
-    for k in ("steps", "batch_size", "eval_every", "eval_examples"):
-        if opts[k] is not None and (isinstance(opts[k], bool) or not isinstance(opts[k], int) or opts[k] < 1):
-            raise ValueError(f"{k} must be a positive int, got {opts[k]!r}")
-    if opts["minutes"] is not None and not opts["minutes"] > 0:
-        raise ValueError(f"minutes must be > 0, got {opts['minutes']!r}")
-    if opts["lr"] is None or not opts["lr"] > 0:
-        raise ValueError(f"lr must be > 0, got {opts['lr']!r}")
-
-    seed = state["seed"]
+    tensors, meta = _load_last(out, model) if resume else ({}, None)
+    saved = meta["train"] if meta is not None else None
+    opts = resolve_options(task.name, model_name(model), saved=saved["options"] if saved else None, **options)
+    state = RunState.from_json(saved["state"]) if saved else RunState(seed=int(seed))
     if not resume:
-        torch.manual_seed(seed)
-    optimizer = make_optimizer(model.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"])
-    fused = [g.get("fused") for g in optimizer.param_groups]
-    if resume:
-        model.load_state_dict({k: v.to(dev) for k, v in split_prefix(tensors, "model").items()})
-        optimizer_from_tensors(optimizer, {k: v.to(dev) for k, v in tensors.items() if k.startswith("optim/")}, opt_rest)
-        for g, f in zip(optimizer.param_groups, fused):  # a run saved before fused AdamW resumes on the fused kernel
-            g["fused"] = f
-        _set_rng(tensors, dev)
-    params = [p for g in optimizer.param_groups for p in g["params"]]  # what is updated is clipped; no module walk per step
-    higher = getattr(task, "higher_is_better", True)
-    metric = getattr(task, "primary_metric", "exact_match")
-    summary = _summary(task, model)
-    bar = Progress(opts["steps"], minutes=opts["minutes"], enabled=progress)
-    history = (out / "history.jsonl") if out is not None else None
+        torch.manual_seed(state.seed)
+    optimizer = make_optimizer(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    if saved:
+        restore(model, optimizer, tensors, saved["optimizer"], dev)
+    run = _Run(task=task, model=model, optimizer=optimizer, opts=opts, state=state, device=dev, out=out,
+               bar=Progress(opts.steps, minutes=opts.minutes, enabled=progress),
+               metric=getattr(task, "primary_metric", "exact_match"), higher=getattr(task, "higher_is_better", True),
+               summary=_summary(task, model), params=[p for g in optimizer.param_groups for p in g["params"]])
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
 
-    def log_event(ev: dict[str, Any]) -> None:
-        if history is not None:
-            with open(history, "a") as f:
-                f.write(json.dumps(ev) + "\n")
-
-    def save(name: str, metrics: dict[str, Any]) -> None:
-        if out is None:
-            return
-        tens = {f"model/{k}": v for k, v in model.state_dict().items()}
-        rest = None
-        if name == "last":
-            ot, rest = optimizer_to_tensors(optimizer)
-            tens.update(ot)
-            tens.update(_rng_tensors(dev))
-        meta = checkpoint_meta(
-            task, model, step=state["step"], metrics=metrics, summary=summary,
-            train={"options": opts, "state": dict(state), "optimizer": rest},
-        )
-        save_checkpoint(out, name, tens, meta)
-
-    best_weights: dict[str, torch.Tensor] = {}
-
-    def validate() -> dict[str, Any]:
-        m = task.evaluate(model, "valid", max_examples=opts["eval_examples"])
-        m = {k: v for k, v in m.items() if isinstance(v, (int, float))}
-        val = m.get(metric)
-        improved = val is not None and (
-            _better(val, state["best"], higher) or _no_worse(m, state.get("best_metrics"), metric))
-        if improved:
-            state["best"], state["best_step"] = val, state["step"]
-            state["best_metrics"] = {k: m[k] for k in (metric, "token_error_rate") if k in m}
-        log_event({"event": "valid", "step": state["step"], **m})
-        bar.log(f"step {state['step']}: valid {metric} {val:.4f}" + (" (best)" if improved else ""))
-        if improved:
-            best_weights.clear()
-            best_weights.update({k: v.detach().clone() for k, v in model.state_dict().items()})
-            save("best", m)
-        return m
-
     model.train()
-    t_start = time.perf_counter() - state["seconds"]
-    start_step = state["step"]
-    stream = _batch_stream(task, opts["batch_size"], seed, state["epoch"], state["offset"])
-    last_valid: dict[str, Any] = {}
-    phase = "idle"
-    rng_snapshot = torch.get_rng_state()
+    run.t_start = time.perf_counter() - state.seconds
+    start_step = state.step
+    batches = _batch_stream(task, opts.batch_size, state.seed, state.epoch, state.offset)
+    run.rng_snapshot = torch.get_rng_state()
     try:
-        while opts["steps"] is None or state["step"] < opts["steps"]:
-            if opts["minutes"] is not None and time.perf_counter() - t_start >= opts["minutes"] * 60:
-                break
-            phase, rng_snapshot = "forward", torch.get_rng_state()
-            t_step = time.perf_counter()
-            epoch, offset, batch = next(stream)
-            batch = batch.to(dev) if hasattr(batch, "to") else batch
-            for g in optimizer.param_groups:
-                g["lr"] = lr_at(state["step"], lr=opts["lr"], warmup=opts["warmup"], steps=opts["steps"], min_lr_ratio=opts["min_lr_ratio"],
-                                elapsed=(time.perf_counter() - t_start) / (opts["minutes"] * 60) if opts["minutes"] else None)
-            loss, m = model.loss(batch)
-            value = m["loss"] if isinstance(m.get("loss"), float) else float(loss)  # the models report it already
-            if not math.isfinite(value):
-                raise FloatingPointError(f"the loss became {value} at step {state['step']}; lower --lr or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if opts["clip"]:
-                torch.nn.utils.clip_grad_norm_(params, opts["clip"])
-            phase = "update"
-            optimizer.step()
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)  # the step's kernels belong to its time
-            now = time.perf_counter()
-            state.update(step=state["step"] + 1, epoch=epoch, offset=offset, seconds=now - t_start,
-                         train_seconds=state["train_seconds"] + (now - t_step),
-                         train_tokens=state["train_tokens"] + _count_tokens(batch, m))
-            phase = "idle"
-            bar.update(state["step"], m, start_step=start_step)
+        while run.budget_left():
+            m = train_step(run, batches)
+            run.bar.update(state.step, m, start_step=start_step)
             if callback is not None:
-                callback(state["step"], m)
-            if state["step"] % opts["eval_every"] == 0:
-                last_valid = validate()
-                save("last", last_valid)
+                callback(state.step, m)
+            if state.step % opts.eval_every == 0:
+                run.last_valid = validate(run)
+                run.save("last", run.last_valid)
                 model.train()
-                if opts["stop_at"] is not None and last_valid.get(metric) is not None and not _better(opts["stop_at"], last_valid[metric], higher):
+                if run.reached_target():
                     break
     except KeyboardInterrupt:
-        bar.close()
-        if phase != "update" and out is not None:
-            if phase == "forward":
-                torch.set_rng_state(rng_snapshot)  # the interrupted step never happened
-            state["seconds"] = time.perf_counter() - t_start
-            save("last", last_valid)
+        _interrupted(run)
         raise
-    bar.close()
-    state["seconds"] = time.perf_counter() - t_start
-    if state["step"] % opts["eval_every"] != 0 or state["step"] == start_step:
-        if state["step"] > start_step or state["best"] is None:
-            last_valid = validate()
-        save("last", last_valid)
-    result: dict[str, Any] = {**summary, "steps": state["step"], "seconds": round(state["seconds"], 2), "run_dir": str(out) if out else None}
-    result.update(_throughput(state["train_tokens"], state["train_seconds"]))
-    result[f"valid_{metric}"] = state["best"]
-    if final_eval:
-        if best_weights:
-            model.load_state_dict(best_weights)
-        elif out is not None and state["best_step"] is not None:
-            best, _ = load_checkpoint(out, "best")
-            model.load_state_dict({k: v.to(dev) for k, v in split_prefix(best, "model").items()})
-        test = task.evaluate(model, "test")
-        result.update({k: v for k, v in test.items() if isinstance(v, (int, float))})
-    if out is not None:
-        write_atomic(out / "metrics.json", (json.dumps(result, indent=1) + "\n").encode())
-        log_event({"event": "done", **result})
-    return result
+    return finish(run, start_step, final_eval=final_eval)

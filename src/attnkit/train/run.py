@@ -15,7 +15,11 @@ from typing import Any
 
 import torch
 
+from ..data import get_task
+from ..data.vocab import Vocab
+from ..models import build_model
 from .checkpoint import CheckpointError, checkpoint_exists, load_checkpoint, split_prefix
+from .loop import train
 
 __all__ = ["load_run", "resume_run", "default_run_dir", "task_from_meta"]
 
@@ -32,9 +36,7 @@ def default_run_dir(task: str, tag: str | None = None, *, root: str | Path = "ru
 
 
 def task_from_meta(meta: dict[str, Any]) -> Any:
-    from ..data import get_task
-    from ..data.vocab import Vocab
-
+    """The task a checkpoint was trained on, with the vocabularies saved beside it."""
     info = meta.get("task")
     if not isinstance(info, dict) or "name" not in info:
         raise CheckpointError("the checkpoint does not say which task it was trained on ('task' is missing)")
@@ -47,8 +49,6 @@ def task_from_meta(meta: dict[str, Any]) -> Any:
 
 def load_run(run_dir: str | Path, *, which: str = "best", device: str | torch.device = "cpu") -> tuple[Any, torch.nn.Module, dict[str, Any]]:
     """(task, model in eval mode, checkpoint meta) of a run directory."""
-    from ..models import build_model
-
     run_dir = Path(run_dir)
     if which == "best" and not checkpoint_exists(run_dir, "best") and checkpoint_exists(run_dir, "last"):
         which = "last"
@@ -66,9 +66,6 @@ def load_run(run_dir: str | Path, *, which: str = "best", device: str | torch.de
 
 def resume_run(run_dir: str | Path, **overrides: Any) -> dict[str, Any]:
     """Continue ``run_dir`` from its last checkpoint (``steps=`` extends the budget)."""
-    from ..models import build_model
-    from .loop import train
-
     tensors, meta = load_checkpoint(run_dir, "last")
     task = task_from_meta(meta)
     model = build_model(dict(meta["config"]))
