@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from attnkit.models.transformer import GPT
+from attnkit.models.gpt import GPT
 
 
 def timed(fn, warmup: int, repeats: int) -> tuple[list[float], torch.Tensor]:

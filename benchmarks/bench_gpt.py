@@ -39,7 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from attnkit.data.shakespeare import ShakespeareTask
-from attnkit.models.transformer import GPT
+from attnkit.models.gpt import GPT
 from attnkit.train import make_optimizer
 
 

@@ -176,13 +176,12 @@ def resolve_attention(model: str, name: str) -> dict[str, Any]:
     if model == "seq2seq":
         try:
             return {"attention": resolve(key)}
-        except ValueError:
+        except ValueError as e:  # the mechanism registry's "unknown attention mechanism ...; did you mean"
             hint = ""
             if key in SCORES or key.replace("-", "_") in SCORES:
                 hint = (f" ({name!r} is an alignment score; a seq2seq model takes a mechanism, "
                         "e.g. bahdanau, luong-general, luong-dot, content)")
-            raise ValueError(f"attention {name!r} is not a mechanism of the seq2seq model{hint}; "
-                             f"valid: {', '.join(list_mechanisms(kind='sequence'))}") from None
+            raise ValueError(f"{e}{hint}") from None
     raise ValueError(f"model {model!r} takes no attention option; models that do: seq2seq, "
                      f"{', '.join(TRANSFORMER_KINDS)}")
 

@@ -1,11 +1,11 @@
-"""Per-model training defaults: the Transformer on dates selects on the whole validation split, the RNN keeps the task's."""
+"""Per-model training defaults: the Transformer on dates selects on the whole validation split, the RNN keeps its own."""
 
 from __future__ import annotations
 
 import argparse
 
 from attnkit.cli.train import add_train_flags, build
-from attnkit.data.dates import DatesTask
+from attnkit.presets import train_options
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -16,11 +16,12 @@ def _args(*argv: str) -> argparse.Namespace:
 
 def test_transformer_defaults_reach_only_its_own_task_object():
     opt = ["--task-option", "train=60", "--task-option", "valid=20", "--task-option", "test=20"]
-    rnn_task, _ = build("dates", _args("--model", "seq2seq", *opt), attention=None)
+    rnn_task, rnn = build("dates", _args("--model", "seq2seq", *opt), attention=None)
     tf_task, tf = build("dates", _args("--model", "transformer", *opt), attention=None)
-    again, _ = build("dates", _args("--model", "seq2seq", *opt), attention=None)  # compare builds them side by side
     assert tf.config["model"] == "transformer" and tf.config["dropout"] == 0.0
-    assert tf_task.train_defaults["eval_examples"] == 500
-    assert tf_task.train_defaults["lr"] == DatesTask.train_defaults["lr"]  # the rest is the task's
-    assert rnn_task.train_defaults == again.train_defaults == DatesTask.train_defaults
-    assert DatesTask.train_defaults["eval_examples"] == 300  # the class is untouched
+    tf_opts = train_options(tf_task.name, tf.config["model"])
+    rnn_opts = train_options(rnn_task.name, rnn.config["model"])
+    assert tf_opts["eval_examples"] == 500
+    assert tf_opts["lr"] == rnn_opts["lr"]  # the rest is the task's
+    assert rnn_opts["eval_examples"] == 300  # the RNN's are untouched
+    assert not hasattr(tf_task, "train_defaults")  # tasks describe data only

@@ -122,6 +122,7 @@ def write_report(path: Path, result: dict[str, Any], probe: dict[str, Any], samp
 def run(args: argparse.Namespace) -> int:
     from ..data import get_task
     from ..models import build_model, model_config_for_task
+    from ..presets import model_options, train_options
     from ..train import default_run_dir, train
     from ..viz import alignment_grid, plot_alignments
     from ..data.numbers import number_words
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     task = get_task(DEMO["task"], seed=args.seed, **DEMO["task_options"])
     torch.manual_seed(args.seed)
-    model = build_model(model_config_for_task("seq2seq", task, **DEMO["model"]))
+    model = build_model(model_config_for_task("seq2seq", task, **model_options(task.name, "seq2seq", **DEMO["model"])))
     out = Path(args.out) if args.out else default_run_dir("demo")
     minutes = args.minutes if args.minutes is not None else (None if args.steps else DEMO["minutes"])
     if not args.json:
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
               f"{len(task.splits['train'])} training numbers, {len(task.splits['test'])} held out")
         print(f"model: seq2seq, bahdanau decoder, additive attention, {n:,} parameters; run directory {out}")
     result = train(
-        task, model, steps=args.steps or task.train_defaults.get("steps"), minutes=minutes, seed=args.seed,
+        task, model, steps=args.steps or train_options(task.name, "seq2seq")["steps"], minutes=minutes, seed=args.seed,
         device=args.device, out_dir=out, progress=False if args.json else None, **DEMO["train"],
     )
     model.eval()

@@ -70,32 +70,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-#: (model, task) -> training defaults that differ from the task's own ``train_defaults`` (tuned for the RNN)
-MODEL_TRAIN_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
-    # dates: 300 validation dates reach 100 % hundreds of steps before the Transformer stops confusing
-    # repeated digits (2038 -> 2083, 2 -> 22); selecting on all 500 keeps training until it does
-    ("transformer", "dates"): {"eval_examples": 500},
-}
-
-
 def build(task_name: str, args: argparse.Namespace, *, attention: str | None) -> tuple[Any, Any]:
-    """(task, model) from the command-line flags; the task carries the model's training defaults."""
+    """(task, model) from the command-line flags; sizes and training options come from attnkit.presets."""
     import torch
 
     from ..data import get_task
     from ..models import build_model, model_config_for_task
+    from ..presets import default_model, model_options
 
     if getattr(args, "threads", None) is not None:
         if args.threads < 1:
             raise CliError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     task = get_task(task_name, seed=args.seed, **parse_task_options(args.task_option))
-    name = args.model or getattr(task, "default_model", "seq2seq")
-    overrides = {"attention": attention, "decoder": args.decoder, "cell": args.cell, "hidden_dim": args.hidden_dim, "embed_dim": args.embed_dim}
-    cfg = model_config_for_task(name, task, **{k: v for k, v in overrides.items() if v is not None})
-    tuned = MODEL_TRAIN_DEFAULTS.get((name, task.name))
-    if tuned:
-        task.train_defaults = {**task.train_defaults, **tuned}  # this task object only
+    name = args.model or default_model(task.name)
+    flags = {"attention": attention, "decoder": args.decoder, "cell": args.cell, "hidden_dim": args.hidden_dim, "embed_dim": args.embed_dim}
+    cfg = model_config_for_task(name, task, **model_options(task.name, name, **flags))
     torch.manual_seed(args.seed)  # the initialisation is part of the run: same seed, same model
     return task, build_model(cfg)
 

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 
+from ..presets import preset
 from .checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -48,7 +49,7 @@ from .progress import Progress
 
 __all__ = ["train", "DEFAULTS", "lr_at", "make_optimizer", "resolve_device", "epoch_generator"]
 
-#: defaults of every option; a task's ``train_defaults`` and the caller's arguments override them
+#: defaults of every option; the (task, model) preset of attnkit.presets and the caller's arguments override them
 DEFAULTS: dict[str, Any] = {
     "steps": 2000,
     "minutes": None,
@@ -231,7 +232,7 @@ def train(
     model.to(dev)
     out = Path(out_dir) if out_dir is not None else None
     given = dict(steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, warmup=warmup, eval_every=eval_every, eval_examples=eval_examples, stop_at=stop_at)
-    opts = {**DEFAULTS, **getattr(task, "train_defaults", {})}
+    opts = {**DEFAULTS, **preset(task.name, getattr(model, "config", {}).get("model", "")).train}
     if minutes is not None and steps is None:
         opts["steps"] = None
     state = {"step": 0, "epoch": 0, "offset": 0, "seconds": 0.0, "train_seconds": 0.0, "train_tokens": 0, "best": None, "best_step": None, "seed": int(seed)}
