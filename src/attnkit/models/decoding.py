@@ -44,6 +44,7 @@ __all__ = [
     "sample",
     "sample_next",
     "filter_logits",
+    "select_state",
 ]
 
 #: ``step(state, last_tokens (B,)) -> (scores (B, V), state, extra (B, ...) or None)``
@@ -64,6 +65,19 @@ class Hypothesis(NamedTuple):
     score: float
     extras: Optional[Tensor]
     finished: bool
+
+
+def select_state(state: Any, index: Tensor) -> Any:
+    """Every tensor in a (nested) state indexed along its batch dimension (beam reordering)."""
+    if isinstance(state, Tensor):
+        return state.index_select(0, index)
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(select_state(s, index) for s in state))
+    if isinstance(state, (tuple, list)):
+        return type(state)(select_state(s, index) for s in state)
+    if isinstance(state, dict):
+        return {k: select_state(v, index) for k, v in state.items()}
+    return state
 
 
 def _check_positive(name: str, value: Any) -> None:

@@ -43,8 +43,7 @@ from ..nn.registry import resolve
 from . import decoding
 from .registry import ModelConfig, make_config, register_model
 
-__all__ = ["Seq2Seq", "Seq2SeqConfig", "Encoder", "BahdanauDecoder", "LuongDecoder", "DECODERS", "CELLS",
-           "select_state"]
+__all__ = ["Seq2Seq", "Seq2SeqConfig", "Encoder", "BahdanauDecoder", "LuongDecoder", "DECODERS", "CELLS"]
 
 #: mechanisms whose parameters are sized by the longest source (Luong's location score: a_t = softmax(W_a h_t))
 SIZED_BY_SOURCE = {"luong-location"}
@@ -208,19 +207,6 @@ class LuongDecoder(_Decoder):
 DECODERS: dict[str, type] = {"bahdanau": BahdanauDecoder, "luong": LuongDecoder}
 
 
-def select_state(state: Any, index: Tensor) -> Any:
-    """Every tensor in a (nested) state indexed along its batch dimension (beam reordering)."""
-    if isinstance(state, Tensor):
-        return state.index_select(0, index)
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return type(state)(*(select_state(s, index) for s in state))
-    if isinstance(state, (tuple, list)):
-        return type(state)(select_state(s, index) for s in state)
-    if isinstance(state, dict):
-        return {k: select_state(v, index) for k, v in state.items()}
-    return state
-
-
 @dataclass(eq=False)
 class Seq2SeqConfig(ModelConfig):
     """The fields of a :class:`Seq2Seq`.
@@ -374,7 +360,7 @@ class Seq2Seq(nn.Module):
 
     def reorder(self, state: _SearchState, index: Tensor) -> _SearchState:
         """Rows ``index`` of every tensor of the state."""
-        return select_state(state, index)
+        return decoding.select_state(state, index)
 
     @torch.no_grad()
     def generate(
