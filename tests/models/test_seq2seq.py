@@ -8,7 +8,9 @@ import torch.nn.functional as F
 
 from attnkit.data import get_task
 from attnkit.models import MODELS, build_model, model_config_for_task
-from attnkit.models.seq2seq import BOS, EOS, Seq2Seq
+from attnkit.data.vocab import BOS, EOS
+from attnkit.models.seq2seq import Seq2Seq
+from attnkit.presets import preset
 from attnkit.nn import list_mechanisms
 
 V = 12
@@ -147,4 +149,6 @@ def test_config_for_task_uses_the_vocabularies():
     t = get_task("reverse", train=100, valid=10, test=10)
     cfg = model_config_for_task("seq2seq", t, attention="luong-dot", hidden_dim=None)
     assert cfg["src_vocab_size"] == len(t.src_vocab) and cfg["attention"] == "luong-dot"
-    assert cfg["hidden_dim"] == t.model_defaults["hidden_dim"]
+    assert "hidden_dim" not in cfg  # tuned sizes live in attnkit.presets, not in the task
+    tuned = model_config_for_task("seq2seq", t, **preset("reverse", "seq2seq").model)
+    assert tuned["hidden_dim"] == preset("reverse", "seq2seq").model["hidden_dim"]

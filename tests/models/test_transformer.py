@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from attnkit.models import MODELS, build_model
-from attnkit.models.transformer import BERT, GPT, Transformer, TransformerLayer, filter_logits, sample_next
+from attnkit.models import BERT, GPT, MODELS, Transformer, build_model
+from attnkit.models.decoding import filter_logits, sample_next
+from attnkit.models.layers import TransformerLayer
 
 V = 23
 
@@ -209,7 +210,7 @@ def test_seq2seq_cached_decoding_equals_teacher_forcing(norm_first: bool, positi
     tgt = torch.randint(3, 17, (2, 5))
     full = m(src, lengths, tgt).logits
     memory, mask, _ = m.encode(src, lengths)
-    caches = m._new_caches(memory, 8)
+    caches = m.new_caches(memory, 8)
     steps = [m.decode(tgt[:, t : t + 1], memory, mask, caches=caches)[0] for t in range(5)]
     torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-9, atol=1e-10)
 

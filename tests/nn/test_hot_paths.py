@@ -14,7 +14,7 @@ from attnkit.backends import restrict_backends
 from attnkit.backends.sdpa import SDPABackend
 from attnkit.core import reference
 from attnkit.functional import build_spec
-from attnkit.models.transformer import ACTIVATIONS, FeedForward
+from attnkit.models.layers import ACTIVATIONS, FeedForward
 from attnkit.nn import MultiHeadAttention
 from attnkit.nn._common import direct_sdpa, record_specs
 from attnkit.nn.positional import LearnedPositionalEncoding

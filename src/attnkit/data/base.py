@@ -10,7 +10,6 @@ so a language-modelling task with other batch fields plugs in the same way.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
@@ -18,6 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
+from ..core.registry import Registry
 from .metrics import chrf, sequence_metrics
 from .vocab import BOS, EOS, PAD, Vocab
 
@@ -36,40 +36,23 @@ __all__ = [
 SPLITS = ("train", "valid", "test")
 
 #: task name -> factory ``f(*, seed=0, **options) -> Task``.
-TASKS: dict[str, Callable[..., "Task"]] = {}
+TASKS: Registry[Callable[..., "Task"]] = Registry("task")
 
 
-def register_task(*names: str) -> Callable:
-    """Decorator: ``@register_task("numbers")`` adds a task factory under each name."""
-    if not names:
-        raise ValueError("register_task needs at least one name, e.g. @register_task('numbers')")
-
-    def deco(factory: Callable) -> Callable:
-        for n in names:
-            if n in TASKS and TASKS[n] is not factory:
-                raise ValueError(f"task {n!r} is already registered by {TASKS[n].__qualname__}")
-            TASKS[n] = factory
-        return factory
-
-    return deco
+def register_task(name: str, *aliases: str) -> Callable:
+    """Decorator: ``@register_task("numbers")`` adds a task factory (a class or a function) under
+    ``name`` and ``aliases``."""
+    return TASKS.register(name, *aliases)
 
 
 def list_tasks() -> list[str]:
+    """Every task name, sorted."""
     return sorted(TASKS)
-
-
-def unknown_name_error(kind: str, name: str, valid: Sequence[str]) -> ValueError:
-    """``unknown task 'nubmers'; did you mean 'numbers'? valid: copy, dates, ...``."""
-    close = difflib.get_close_matches(str(name), list(valid), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return ValueError(f"unknown {kind} {name!r}{hint} valid {kind}s: {', '.join(sorted(valid))}")
 
 
 def get_task(name: str, *, seed: int = 0, **options: Any) -> "Task":
     """Build the registered task ``name``; unknown names and options list what is valid."""
-    if name not in TASKS:
-        raise unknown_name_error("task", name, list(TASKS))
-    factory = TASKS[name]
+    factory = TASKS.get(name)
     params = inspect.signature(factory).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         bad = [k for k in options if k not in params]
@@ -130,18 +113,15 @@ class Task:
 
     Subclasses set ``name``, ``options`` (what rebuilds the task with
     :func:`get_task`), ``primary_metric`` with ``higher_is_better`` (what picks
-    the best checkpoint), ``default_model`` plus ``model_defaults`` and
-    ``train_defaults`` (tuned per task), and implement ``batches`` and
-    ``evaluate``.
+    the best checkpoint), and implement ``batches`` and ``evaluate``. A task
+    describes data only: the model sizes and training options tuned for it live
+    in :mod:`attnkit.presets`.
     """
 
     name: str = ""
     options: dict[str, Any]
     primary_metric: str = "exact_match"
     higher_is_better: bool = True
-    default_model: str = "seq2seq"
-    model_defaults: dict[str, Any] = {}
-    train_defaults: dict[str, Any] = {}
 
     def batches(self, split: str, batch_size: int, *, generator: torch.Generator | None = None) -> Iterator[Any]:
         raise TypeError(f"{type(self).__name__} must implement batches(split, batch_size, *, generator)")
@@ -229,9 +209,6 @@ class Seq2SeqTask(Task):
         order = list(order)
         for i in range(0, len(order), batch_size):
             yield self.collate([items[j] for j in order[i : i + batch_size]])
-
-    def num_batches(self, split: str, batch_size: int) -> int:
-        return -(-len(self.pairs(split)) // batch_size)
 
     # -- scoring ---------------------------------------------------------------------------
     def max_target_len(self, src_len: int) -> int:

@@ -53,8 +53,6 @@ class DatesTask(Seq2SeqTask):
     name = "dates"
     unit = "char"
     probes = ("Tuesday, March 3, 2021", "3rd of march 2021", "07/04/1976")
-    model_defaults = {"embed_dim": 32, "hidden_dim": 96, "dropout": 0.0}
-    train_defaults = {"steps": 500, "batch_size": 128, "lr": 4e-3, "eval_every": 100, "eval_examples": 300}
 
     def normalize(self, text: str) -> str:
         return " ".join(text.strip().split())

@@ -44,8 +44,6 @@ class G2PTask(Seq2SeqTask):
     unit = "phoneme"
     wer_words = "sequence"
     probes = ("attention", "alignment", "neural")
-    model_defaults = {"embed_dim": 64, "hidden_dim": 256, "dropout": 0.2}
-    train_defaults = {"steps": 20000, "batch_size": 128, "lr": 2e-3, "eval_every": 1000}
 
     def normalize(self, text: str) -> str:
         return text.strip().lower()

@@ -38,8 +38,6 @@ class NumbersTask(Seq2SeqTask):
     name = "numbers"
     unit = "char"
     probes = ("forty-three", "seven hundred and twenty-one", "two thousand and nineteen")
-    model_defaults = {"embed_dim": 64, "hidden_dim": 128, "dropout": 0.1}
-    train_defaults = {"steps": 300, "batch_size": 128, "lr": 4e-3, "eval_every": 50, "eval_examples": 50}
 
     def normalize(self, text: str) -> str:
         return " ".join(text.strip().lower().split())

@@ -211,12 +211,8 @@ class ShakespeareTask(Task):
 
     name = "shakespeare"
     kind = "lm"
-    default_model = "gpt"
     primary_metric = "loss"
     higher_is_better = False
-    #: nanoGPT's shakespeare_char "baby GPT" on a laptop CPU (config/train_shakespeare_char.py, scaled)
-    train_defaults = {"batch_size": 12, "steps": 2000, "lr": 1e-3, "min_lr_ratio": 0.1, "warmup": 100,
-                      "weight_decay": 0.1, "clip": 1.0, "eval_every": 250}
 
     def __init__(
         self,
@@ -262,12 +258,6 @@ class ShakespeareTask(Task):
         """The keyword arguments that rebuild this task (saved in checkpoints)."""
         return {"block_size": self.block_size, "plays": list(self.plays) if self.plays else None,
                 "eval_tokens": self.eval_tokens}
-
-    @property
-    def model_defaults(self) -> dict[str, Any]:
-        """nanoGPT's baby GPT sized for this task's vocabulary and block size."""
-        return {"vocab_size": len(self.vocab), "block_size": self.block_size, "num_layers": 4, "num_heads": 4,
-                "dim": 128, "dropout": 0.0}
 
     @property
     def special_ids(self) -> list[int]:
@@ -353,7 +343,6 @@ class ShakespeareMLMTask(ShakespeareTask):
 
     name = "shakespeare-mlm"
     kind = "mlm"
-    default_model = "bert"
     primary_metric = "accuracy"
     higher_is_better = True
 
@@ -367,17 +356,6 @@ class ShakespeareMLMTask(ShakespeareTask):
 
     def _extra_tokens(self) -> list[str]:
         return [MASK_TOKEN]
-
-    @property
-    def model_defaults(self) -> dict[str, Any]:
-        """The baby-GPT sizes with rotary positions (Su et al. 2021, arXiv:2104.09864).
-
-        A masked character is guessed mostly from its neighbours; relative
-        positions give that from the first step, where learned absolute
-        positions plateau near the unigram guess for ~1000 steps (valid
-        accuracy at step 500, one thread: rope 41.7 %, learned 21.8 %).
-        """
-        return {**super().model_defaults, "positional": "rope"}
 
     @property
     def options(self) -> dict[str, Any]:
@@ -467,13 +445,8 @@ class ShakespeareGenreTask(ShakespeareTask):
 
     name = "shakespeare-genre"
     kind = "classify"
-    default_model = "bert"
     primary_metric = "accuracy"
     higher_is_better = True
-    #: one label per window is a far weaker signal than the LM's one target per character: with the
-    #: LM's lr 1e-3 / batch 12 the loss never left the label entropy (majority class only); lr 3e-4 on
-    #: batches of 32 leaves it (train loss 1.74 -> 1.69 in 250 steps, one thread; lr 1e-3-3e-3 stayed at 1.74)
-    train_defaults = {**ShakespeareTask.train_defaults, "lr": 3e-4, "batch_size": 32}
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -491,10 +464,6 @@ class ShakespeareGenreTask(ShakespeareTask):
     @property
     def num_classes(self) -> int:
         return len(GENRES)
-
-    @property
-    def model_defaults(self) -> dict[str, Any]:
-        return {**super().model_defaults, "num_classes": len(GENRES), "dropout": 0.1}
 
     def batches(
         self, split: str, batch_size: int, *, generator: torch.Generator | None = None, shuffle: bool | None = None

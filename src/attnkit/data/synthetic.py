@@ -25,8 +25,6 @@ TRANSFORMS: dict[str, Callable[[str], str]] = {
 
 class SyntheticTask(Seq2SeqTask):
     unit = "char"
-    model_defaults = {"embed_dim": 32, "hidden_dim": 128, "dropout": 0.0}
-    train_defaults = {"steps": 600, "batch_size": 128, "lr": 4e-3, "eval_every": 100, "eval_examples": 300}
 
     def max_target_len(self, src_len: int) -> int:
         return src_len + 3

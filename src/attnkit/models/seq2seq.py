@@ -19,12 +19,16 @@ content-based addressing). A stochastic hard attention returns ``log_prob``;
 ``loss`` then adds the REINFORCE term (Xu et al. 2015, arXiv:1502.03044) with
 the sequence log-likelihood as reward.
 
+Decoding (greedy, beam search) is :mod:`attnkit.models.decoding` through
+:meth:`Seq2Seq.step` / :meth:`Seq2Seq.reorder`.
+
 Shape legend: B batch, S source length, T target length, V vocabulary,
 E embedding, D hidden (encoder output = decoder state), K beam.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional
 
 import torch
@@ -32,11 +36,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .registry import register_model
+from ..data.vocab import BOS, EOS, PAD
+from ..nn import create, reinforce_loss
+from ..nn.hard import MovingAverageBaseline
+from ..nn.registry import resolve
+from . import decoding
+from .registry import ModelConfig, make_config, register_model
 
-__all__ = ["Seq2Seq", "Encoder", "BahdanauDecoder", "LuongDecoder", "DECODERS", "CELLS", "beam_search"]
-
-PAD, BOS, EOS = 0, 1, 2
+__all__ = ["Seq2Seq", "Seq2SeqConfig", "Encoder", "BahdanauDecoder", "LuongDecoder", "DECODERS", "CELLS"]
 
 #: mechanisms whose parameters are sized by the longest source (Luong's location score: a_t = softmax(W_a h_t))
 SIZED_BY_SOURCE = {"luong-location"}
@@ -125,9 +132,6 @@ class _Decoder(nn.Module):
         max_source_len: int = 0,
     ) -> None:
         super().__init__()
-        from ..nn import create
-        from ..nn.registry import resolve
-
         if resolve(attention) in SIZED_BY_SOURCE and max_source_len:
             attention_options = {"max_source_len": max_source_len, **attention_options}
         self.cell = cell
@@ -203,36 +207,66 @@ class LuongDecoder(_Decoder):
 DECODERS: dict[str, type] = {"bahdanau": BahdanauDecoder, "luong": LuongDecoder}
 
 
-def select_state(state: Any, index: Tensor) -> Any:
-    """Every tensor in a (nested) state indexed along its batch dimension (beam reordering)."""
-    if isinstance(state, Tensor):
-        return state.index_select(0, index)
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return type(state)(*(select_state(s, index) for s in state))
-    if isinstance(state, (tuple, list)):
-        return type(state)(select_state(s, index) for s in state)
-    if isinstance(state, dict):
-        return {k: select_state(v, index) for k, v in state.items()}
-    return state
+@dataclass(eq=False)
+class Seq2SeqConfig(ModelConfig):
+    """The fields of a :class:`Seq2Seq`.
+
+    src_vocab_size: source vocabulary size (ids 0..3 are PAD, BOS, EOS, UNK). tgt_vocab_size: target's.
+    attention: a sequence mechanism name of ``attnkit.list_mechanisms()``.
+    decoder: "bahdanau" or "luong" (see the module docstring). cell: "gru" or "lstm".
+    embed_dim, hidden_dim: E and D (encoder outputs and decoder state are D wide).
+    encoder_layers: stacked bidirectional layers. dropout: on embeddings and before the output layer.
+    attention_options: extra keywords for the mechanism (``window`` for local-m ...).
+    reinforce_weight: weight of the REINFORCE term when the attention is stochastic.
+    label_smoothing: of the cross-entropy.
+    max_source_len: the longest source, for mechanisms sized by it (luong-location).
+    """
+
+    model = "seq2seq"
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+    attention: str = "bahdanau"
+    decoder: str = "bahdanau"
+    cell: str = "gru"
+    embed_dim: int = 64
+    hidden_dim: int = 128
+    encoder_layers: int = 1
+    dropout: float = 0.1
+    attention_options: dict[str, Any] = field(default_factory=dict)
+    reinforce_weight: float = 1.0
+    label_smoothing: float = 0.0
+    max_source_len: int = 256
+
+    def __post_init__(self) -> None:
+        for n in ("src_vocab_size", "tgt_vocab_size", "embed_dim", "hidden_dim", "encoder_layers"):
+            v = getattr(self, n)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{n} must be a positive int, got {v!r}")
+        if self.src_vocab_size < 5 or self.tgt_vocab_size < 5:
+            raise ValueError(f"vocabularies need the 4 special ids plus tokens; got src {self.src_vocab_size}, "
+                             f"tgt {self.tgt_vocab_size}")
+        _check_choice(self.decoder, "decoder", DECODERS)
+        _check_choice(self.cell, "cell", CELLS)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        self.attention_options = dict(self.attention_options or {})
+
+
+class _SearchState(NamedTuple):
+    """What one decoding step reads: encoder outputs, their mask, the decoder state, the step index."""
+
+    keys: Tensor  # (B, S, D)
+    key_mask: Tensor  # (B, S)
+    decoder: DecoderState
+    t: int
 
 
 @register_model("seq2seq")
 class Seq2Seq(nn.Module):
-    """Bidirectional RNN encoder + attention decoder.
+    """Bidirectional RNN encoder + attention decoder (see the module docstring and :class:`Seq2SeqConfig`).
 
-    Args:
-        src_vocab_size: source vocabulary size (ids 0..3 are PAD, BOS, EOS, UNK).
-        tgt_vocab_size: target vocabulary size.
-        attention: a sequence mechanism name of ``attnkit.list_mechanisms()``.
-        decoder: "bahdanau" or "luong" (see the module docstring).
-        cell: "gru" or "lstm".
-        embed_dim, hidden_dim: E and D (encoder outputs and decoder state are D wide).
-        encoder_layers: stacked bidirectional layers.
-        dropout: on embeddings and before the output layer.
-        attention_options: extra keywords for the mechanism (``window`` for local-m ...).
-        reinforce_weight: weight of the REINFORCE term when the attention is stochastic.
-        label_smoothing: of the cross-entropy.
-        max_source_len: the longest source, for mechanisms sized by it (luong-location).
+    ``Seq2Seq(Seq2SeqConfig(...))``, or ``Seq2Seq(src_vocab_size, tgt_vocab_size=..., **fields)``.
 
     Example::
 
@@ -240,76 +274,38 @@ class Seq2Seq(nn.Module):
         >>> [(tokens, alignment)] = m.generate(torch.tensor([[5, 6, 7]]), torch.tensor([3]), max_len=10)
     """
 
-    def __init__(
-        self,
-        src_vocab_size: int,
-        *,
-        tgt_vocab_size: int,
-        attention: str = "bahdanau",
-        decoder: str = "bahdanau",
-        cell: str = "gru",
-        embed_dim: int = 64,
-        hidden_dim: int = 128,
-        encoder_layers: int = 1,
-        dropout: float = 0.1,
-        attention_options: Optional[dict[str, Any]] = None,
-        reinforce_weight: float = 1.0,
-        label_smoothing: float = 0.0,
-        max_source_len: int = 256,
-    ) -> None:
-        super().__init__()
-        for n, v in (("src_vocab_size", src_vocab_size), ("tgt_vocab_size", tgt_vocab_size), ("embed_dim", embed_dim), ("hidden_dim", hidden_dim), ("encoder_layers", encoder_layers)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{n} must be a positive int, got {v!r}")
-        if src_vocab_size < 5 or tgt_vocab_size < 5:
-            raise ValueError(f"vocabularies need the 4 special ids plus tokens; got src {src_vocab_size}, tgt {tgt_vocab_size}")
-        _check_choice(decoder, "decoder", DECODERS)
-        _check_choice(cell, "cell", CELLS)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        attention_options = dict(attention_options or {})
-        self.config = {
-            "model": "seq2seq",
-            "src_vocab_size": src_vocab_size,
-            "tgt_vocab_size": tgt_vocab_size,
-            "attention": attention,
-            "decoder": decoder,
-            "cell": cell,
-            "embed_dim": embed_dim,
-            "hidden_dim": hidden_dim,
-            "encoder_layers": encoder_layers,
-            "dropout": dropout,
-            "attention_options": attention_options,
-            "reinforce_weight": reinforce_weight,
-            "label_smoothing": label_smoothing,
-            "max_source_len": max_source_len,
-        }
-        self.encoder = Encoder(src_vocab_size, embed_dim=embed_dim, hidden_dim=hidden_dim, layers=encoder_layers, cell=cell, dropout=dropout)
-        self.decoder = DECODERS[decoder](
-            tgt_vocab_size, embed_dim=embed_dim, hidden_dim=hidden_dim, cell=cell, attention=attention,
-            attention_options=attention_options, dropout=dropout, max_source_len=max_source_len,
-        )
-        self.reinforce_weight = float(reinforce_weight)
-        self.label_smoothing = float(label_smoothing)
-        from ..nn.hard import MovingAverageBaseline
+    config_class = Seq2SeqConfig
 
+    def __init__(self, config: Seq2SeqConfig | int, /, **fields: Any) -> None:
+        super().__init__()
+        cfg = make_config(Seq2SeqConfig, config, "src_vocab_size", fields)
+        self.config = cfg
+        self.encoder = Encoder(cfg.src_vocab_size, embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim,
+                               layers=cfg.encoder_layers, cell=cfg.cell, dropout=cfg.dropout)
+        self.decoder = DECODERS[cfg.decoder](
+            cfg.tgt_vocab_size, embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim, cell=cfg.cell,
+            attention=cfg.attention, attention_options=cfg.attention_options, dropout=cfg.dropout,
+            max_source_len=cfg.max_source_len,
+        )
+        self.reinforce_weight = float(cfg.reinforce_weight)
+        self.label_smoothing = float(cfg.label_smoothing)
         # REINFORCE baseline for stochastic (hard) attention: a running mean of the reward (buffers only)
         self.baseline = MovingAverageBaseline(0.9)
 
     @classmethod
-    def config_for_task(cls, task: Any, **overrides: Any) -> dict[str, Any]:
-        """Sized from ``task``'s vocabularies and its tuned ``model_defaults``; ``overrides`` win (None = default)."""
-        cfg = {
+    def config_for_task(cls, task: Any, **fields: Any) -> dict[str, Any]:
+        """Sized from ``task``'s vocabularies and longest source, plus ``fields`` (None = default)."""
+        cfg: dict[str, Any] = {
             "model": "seq2seq",
             "src_vocab_size": len(task.src_vocab),
             "tgt_vocab_size": len(task.tgt_vocab),
-            **getattr(task, "model_defaults", {}),
         }
         splits = getattr(task, "splits", {})
         longest = max((len(task.src_vocab.tokens(e.src)) for exs in splits.values() for e in exs), default=0)
         if longest:
             cfg["max_source_len"] = longest + 16
-        cfg.update({k: v for k, v in overrides.items() if v is not None})
+        cfg.update({k: v for k, v in fields.items() if v is not None})
+        Seq2SeqConfig.from_dict(cfg)  # unknown or invalid fields raise here
         return cfg
 
     # -- teacher-forced training -----------------------------------------------------------
@@ -344,8 +340,6 @@ class Seq2Seq(nn.Module):
         loss = nll.sum() / n
         metrics = {}
         if lp is not None:
-            from ..nn import reinforce_loss
-
             reward = -(nll.detach() * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B,) mean token log-likelihood
             rl = reinforce_loss((lp * mask).sum(1), reward, self.baseline(reward))
             loss = loss + self.reinforce_weight * rl
@@ -355,7 +349,19 @@ class Seq2Seq(nn.Module):
         metrics.update({"loss": float(nll.detach().sum() / n), "acc": float(acc), "tokens": float(n)})
         return loss, metrics
 
-    # -- decoding --------------------------------------------------------------------------
+    # -- decoding: the step/reorder pair of attnkit.models.decoding --------------------------------
+    def step(self, state: _SearchState, last_tokens: Tensor) -> tuple[Tensor, _SearchState, Tensor]:
+        """Log-probabilities (B, V) of the next token after ``last_tokens`` (B,) and the attention
+        weights (B, S) of this step (zeros for a mechanism that returns none)."""
+        o = self.decoder.step(last_tokens, state.decoder, state.keys, state.key_mask, state.t, True)
+        w = o.weights if o.weights is not None else torch.zeros_like(state.key_mask, dtype=state.keys.dtype)
+        logp = F.log_softmax(o.logits.float(), dim=-1)  # (B, V)
+        return logp, _SearchState(state.keys, state.key_mask, o.state, state.t + 1), w
+
+    def reorder(self, state: _SearchState, index: Tensor) -> _SearchState:
+        """Rows ``index`` of every tensor of the state."""
+        return decoding.select_state(state, index)
+
     @torch.no_grad()
     def generate(
         self, src: Tensor, src_lengths: Tensor, *, max_len: int, beam_size: int = 1, length_penalty: float = 1.0
@@ -363,7 +369,8 @@ class Seq2Seq(nn.Module):
         """Decode each source: [(token ids without EOS, alignment (T, S_i))] — T counts the EOS step.
 
         ``beam_size=1`` is greedy; larger beams rank finished hypotheses by
-        ``log p / len ** length_penalty`` (0 = raw log-probability).
+        ``log p / len ** length_penalty`` (0 = raw log-probability;
+        :func:`attnkit.models.decoding.beam_search`).
         """
         if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
             raise ValueError(f"beam_size must be a positive int, got {beam_size!r}")
@@ -371,110 +378,14 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"max_len must be >= 1, got {max_len}")
         if src.dim() != 2 or src_lengths.shape != src.shape[:1]:
             raise ValueError(f"src must be (B, S) with src_lengths (B,), got {tuple(src.shape)} and {tuple(src_lengths.shape)}")
-        if beam_size == 1:
-            return self._greedy(src, src_lengths, max_len)
-        return beam_search(self, src, src_lengths, max_len=max_len, beam_size=beam_size, length_penalty=length_penalty)
-
-    def _greedy(self, src: Tensor, src_lengths: Tensor, max_len: int) -> list[tuple[list[int], Tensor]]:
-        keys, key_mask, state = self.encode(src, src_lengths)
+        keys, key_mask, dec = self.encode(src, src_lengths)
+        state = _SearchState(keys, key_mask, dec, 0)
         B = src.shape[0]
-        y = torch.full((B,), BOS, dtype=torch.long, device=src.device)
-        done = torch.zeros(B, dtype=torch.bool, device=src.device)
-        toks, aligns = [], []
-        for t in range(max_len):
-            o = self.decoder.step(y, state, keys, key_mask, t, True)
-            state = o.state
-            y = o.logits.argmax(-1)  # (B,)
-            toks.append(y)
-            aligns.append(o.weights if o.weights is not None else torch.zeros_like(key_mask, dtype=keys.dtype))
-            done = done | (y == EOS)
-            if bool(done.all()):
-                break
-        tok = torch.stack(toks, 1).tolist()  # (B, T)
-        al = torch.stack(aligns, 1)  # (B, T, S)
-        out = []
-        for b in range(B):
-            ids = tok[b]
-            n = ids.index(EOS) if EOS in ids else len(ids)
-            out.append((ids[:n], al[b, : min(n + 1, len(ids)), : int(src_lengths[b])].float().cpu()))
-        return out
-
-
-def beam_search(
-    model: Seq2Seq, src: Tensor, src_lengths: Tensor, *, max_len: int, beam_size: int, length_penalty: float = 1.0
-) -> list[tuple[list[int], Tensor]]:
-    """Batched beam search keeping each hypothesis's alignment history.
-
-    All B*K beams step together; a finished hypothesis (EOS) leaves the beam
-    with score ``log p / len ** length_penalty``. Search stops when every
-    source has K finished hypotheses whose best normalised score no live beam
-    can still beat, or at ``max_len``.
-    """
-    K = beam_size
-    keys, key_mask, state = model.encode(src, src_lengths)
-    B, S = key_mask.shape
-    dev = src.device
-    rep = torch.arange(B, device=dev).repeat_interleave(K)  # (B*K,)
-    keys, key_mask, state = keys[rep], key_mask[rep], select_state(state, rep)  # (B*K, ...)
-    scores = torch.full((B, K), float("-inf"), device=dev)
-    scores[:, 0] = 0.0  # only one live beam at the start
-    y = torch.full((B * K,), BOS, dtype=torch.long, device=dev)
-    hist_tok = torch.zeros(B * K, 0, dtype=torch.long, device=dev)  # (B*K, t)
-    hist_al = torch.zeros(B * K, 0, S, device=dev)  # (B*K, t, S)
-    finished: list[list[tuple[float, list[int], Tensor]]] = [[] for _ in range(B)]
-
-    def norm(score: float, length: int) -> float:
-        return score / (max(length, 1) ** length_penalty)
-
-    for t in range(max_len):
-        o = model.decoder.step(y, state, keys, key_mask, t, True)
-        logp = F.log_softmax(o.logits.float(), dim=-1)  # (B*K, V)
-        V = logp.shape[-1]
-        w = o.weights if o.weights is not None else torch.zeros(B * K, S, device=dev)
-        total = (scores.view(-1, 1) + logp).view(B, K * V)  # (B, K*V)
-        top, idx = total.topk(min(2 * K, K * V), dim=-1)  # (B, 2K)
-        beam, tok = idx // V, idx % V
-        new_rows, new_scores, new_tok = [], [], []
-        for b in range(B):
-            live = []
-            for j in range(top.shape[1]):
-                sc = float(top[b, j])
-                if sc == float("-inf"):
-                    break
-                row = b * K + int(beam[b, j])
-                if int(tok[b, j]) == EOS:
-                    al = torch.cat([hist_al[row], w[row : row + 1]], 0)  # (t+1, S)
-                    finished[b].append((norm(sc, t + 1), hist_tok[row].tolist(), al))
-                else:
-                    live.append((row, sc, int(tok[b, j])))
-                if len(live) == K:
-                    break
-            while len(live) < K:  # keep the shape: pad with dead beams
-                live.append((b * K, float("-inf"), EOS))
-            for row, sc, tk in live:
-                new_rows.append(row)
-                new_scores.append(sc)
-                new_tok.append(tk)
-        rows = torch.tensor(new_rows, device=dev)
-        scores = torch.tensor(new_scores, device=dev).view(B, K)
-        y = torch.tensor(new_tok, device=dev)
-        hist_tok = torch.cat([hist_tok[rows], y[:, None]], 1)
-        hist_al = torch.cat([hist_al[rows], w[rows][:, None]], 1)
-        state = select_state(o.state, rows)
-        # stop when no live beam can still beat the K-th best finished hypothesis of its source:
-        # log p only falls as a beam grows, so a live beam's best normalised score is bounded by
-        # its raw score now spread over max_len tokens (or the raw score itself without a penalty)
-        best_live = scores.max(dim=1).values.tolist()  # (B,)
-        if all(
-            len(f) >= K and (bl == float("-inf") or (norm(bl, max_len) if length_penalty > 0 else bl) <= sorted(x[0] for x in f)[-K])
-            for f, bl in zip(finished, best_live)
-        ):
-            break
-    out = []
-    for b in range(B):
-        cands = finished[b] or [(norm(float(scores[b, 0]), hist_tok.shape[1]), hist_tok[b * K].tolist(), hist_al[b * K])]
-        _, toks, al = max(cands, key=lambda x: x[0])
-        toks = toks[: toks.index(EOS)] if EOS in toks else toks
-        out.append((toks, al[:, : int(src_lengths[b])].float().cpu()))
-    return out
-
+        if beam_size == 1:
+            hyps = decoding.greedy_search(self.step, state, batch_size=B, max_len=max_len, bos=BOS, eos=EOS,
+                                          device=src.device)
+        else:
+            hyps = decoding.beam_search(self.step, self.reorder, state, batch_size=B, beam_size=beam_size,
+                                        max_len=max_len, bos=BOS, eos=EOS, length_penalty=length_penalty,
+                                        device=src.device)
+        return [(h.tokens, h.extras[:, : int(n)].float().cpu()) for h, n in zip(hyps, src_lengths.tolist())]
