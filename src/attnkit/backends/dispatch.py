@@ -39,8 +39,8 @@ __all__ = [
 ]
 
 #: backends whose tile loop ``auto`` skips for a call that ``math`` runs in one pass
-#: materialising at most :data:`SMALL_FOR_MATH` bytes (there one fused pass is faster;
-#: benchmarks/RESULTS.md). A preference, not a refusal: forcing the backend still runs it.
+#: materialising at most :data:`SMALL_FOR_MATH` bytes: there one materialised pass costs
+#: less than a loop over tiles. A preference, not a refusal: forcing the backend still runs it.
 SMALL_TO_MATH: tuple[str, ...] = ("chunked",)
 SMALL_FOR_MATH = 256 << 20
 
