@@ -22,7 +22,6 @@ __all__ = [
     "BACKENDS",
     "register_backend",
     "get_backend",
-    "backend_names",
     "available_bytes",
     "format_bytes",
     "captured_grad_tensors",
@@ -41,11 +40,6 @@ def register_backend(cls: type["Backend"]) -> type["Backend"]:
     return cls
 
 
-def backend_names() -> list[str]:
-    """Registered backends, highest priority first."""
-    return [b.name for b in sorted(BACKENDS.values(), key=lambda b: -b.priority)]
-
-
 class Backend:
     """A kernel with declared capabilities.
 
@@ -54,7 +48,8 @@ class Backend:
     ``supports_score_mod``, ``supports_mask_mod``, ``supports_dropout``,
     ``supports_weights`` (can return the (B, H, L, S) weights),
     ``supports_gqa``, ``max_head_dim``, ``softmax_only`` and
-    ``dot_scores_only``.
+    ``dot_scores_only``. ``priority`` places the backend in the order
+    ``backend="auto"`` tries them (:func:`attnkit.backends.dispatch.backend_names`).
     """
 
     name: ClassVar[str] = "base"
