@@ -8,15 +8,16 @@ import pytest
 import torch
 
 from attnkit.backends import (
-    attention_weights,
+    auto_declines,
     chunked_attention,
-    column_sums,
     get_backend,
     restrict_backends,
     select_backend,
 )
+from attnkit.backends.additive_tiles import COMPILED, additive_pair, additive_pair_grads
+from attnkit.backends.sdpa import SDPABackend
 from attnkit.core import reference
-from attnkit.functional import attention, build_spec
+from attnkit.functional import attention, attention_weights, build_spec, column_sums
 from tests.tolerances import assert_close
 
 RUNNABLE = ["sdpa", "chunked", "math"]
@@ -64,7 +65,7 @@ def test_auto_dispatch_order():
     # small calls: math's one materialised pass beats the tile loop (chunked declines, with its reason)
     assert select_backend(_spec(score="additive", score_params=_additive())).name == "math"
     assert select_backend(_spec(score_mod=lambda s, b, h, i, j: s - (i - j).abs())).name == "math"
-    assert "small call" in get_backend("chunked").auto_declines(_spec(score="additive", score_params=_additive()), None)
+    assert "small call" in auto_declines(get_backend("chunked"), _spec(score="additive", score_params=_additive()), None)
     # large ones: math would materialise 4096 x 4096 x (3 + 2 x 5) floats = 832 MiB > 256 MiB
     q = torch.randn(1, 4096, 8)
     assert select_backend(build_spec(q, q, q, score="additive", score_params=_additive(8))).name == "chunked"
@@ -230,8 +231,6 @@ def test_chunked_compiled_additive_tiles_match_reference():
     mask = torch.rand(2, 1, 20, 24, generator=g) > 0.2
     spec = build_spec(q, k, v, score="additive", score_params=p, mask=mask, causal=True, return_weights=True)
     got = chunked_attention(spec, block_q=8, block_k=8, compile=True)
-    from attnkit.backends.chunked import COMPILED
-
     assert COMPILED.failed is None, COMPILED.failed  # really compiled, not the eager fallback
     ref = reference.run(spec)
     assert_close(got.output, ref.output, torch.float32)
@@ -244,8 +243,6 @@ def test_chunked_compiled_additive_tiles_match_reference():
 def test_additive_pair_without_tanh_by_hand():
     # tanh(0.5 + 0.25) = tanh(0.75) = 0.635149; v = [2] -> pair 1.270298
     # r = 1 / (e^{1.5} + 1) = 0.182426; dt/dx = 4 r (1 - r) = 1 - tanh² = 0.596586
-    from attnkit.backends.chunked import additive_pair, additive_pair_grads
-
     qp, kp, v = torch.tensor([[[[0.5]]]]), torch.tensor([[[[0.25]]]]), torch.tensor([2.0])
     for sep in (True, False):
         qf, kf = (torch.exp(2 * qp), torch.exp(2 * kp)) if sep else (qp, kp)
@@ -277,10 +274,9 @@ def test_chunked_additive_large_preactivations(scale):
 
 
 def test_plain_call_fast_path_matches_dispatch_and_respects_restrictions(monkeypatch):
-    """attention(q, k, v[, causal=True]) skips building a spec (plain_sdpa_call); its output
-    equals the dispatched sdpa backend's, and restrict_backends / anything unusual turns it off."""
-    from attnkit.backends import sdpa as sdpa_mod
-
+    """attention(q, k, v[, causal=True]) skips building a spec when SDPABackend.takes_plain says
+    dispatch would pick sdpa; its output equals the dispatched sdpa backend's, and
+    restrict_backends / anything unusual turns it off."""
     g = torch.Generator().manual_seed(3)
     q, k, v = (torch.randn(2, 3, n, 8, generator=g) for n in (5, 7, 7))
     for causal in (False, True):
@@ -290,15 +286,35 @@ def test_plain_call_fast_path_matches_dispatch_and_respects_restrictions(monkeyp
         ref = reference.run(build_spec(q.double(), k.double(), v.double(), causal=causal)).output
         assert_close(fast, ref.float(), torch.float32)
     calls = []
-    real = sdpa_mod.plain_sdpa_call
-    monkeypatch.setattr(sdpa_mod, "plain_sdpa_call", lambda *a: calls.append(a) or real(*a))
+    real = SDPABackend.run_plain
+    monkeypatch.setattr(SDPABackend, "run_plain", staticmethod(lambda *a: calls.append(a) or real(*a)))
     attention(q, k, v)
     assert len(calls) == 1
-    with restrict_backends("math"):
-        assert sdpa_mod.plain_sdpa_call(q, k, v, False) is None  # the restriction is honoured
+    with restrict_backends("math"):  # the restriction is honoured: the math backend runs it
         torch.testing.assert_close(attention(q, k, v), reference.run(build_spec(q, k, v)).output.float())
-    assert sdpa_mod.plain_sdpa_call(q, k[:, :1], v[:, :1], False) is None  # grouped-query: full path
-    assert sdpa_mod.plain_sdpa_call(q[0], k[0], v[0], False) is None  # 3-D: full path
-    assert sdpa_mod.plain_sdpa_call(q, k, v, "bottom_right") is None
+    assert len(calls) == 1
+    assert SDPABackend.takes_plain(q, k, v, False)
+    assert not SDPABackend.takes_plain(q, k[:, :1], v[:, :1], False)  # grouped-query: full path
+    assert not SDPABackend.takes_plain(q[0], k[0], v[0], False)  # 3-D: full path
+    assert not SDPABackend.takes_plain(q, k, v, "bottom_right")
+    assert not SDPABackend.takes_plain(q.long(), k.long(), v.long(), False)  # a dtype SDPA does not take
+    assert not SDPABackend.takes_plain(q[:, :, :0], k, v, False)  # no queries
     with pytest.raises(TypeError, match="floating point"):  # errors still come from the full path
         attention(q.long(), k.long(), v.long())
+
+
+def test_sdpa_takes_plain_reads_the_declared_devices(monkeypatch):
+    x = torch.randn(1, 2, 3, 4)
+    assert SDPABackend.runs_on(x) and SDPABackend.takes_plain(x, x, x, True)
+    monkeypatch.setattr(SDPABackend, "devices", ("cuda",))  # one declaration decides both paths
+    assert not SDPABackend.runs_on(x) and not SDPABackend.takes_plain(x, x, x, True)
+    assert "device 'cpu' not in ('cuda',)" in get_backend("sdpa").not_supported_reasons(build_spec(x, x, x))
+
+
+def test_spec_device_type_without_building_a_device_name() -> None:
+    q = torch.randn(1, 1, 2, 4)
+    assert build_spec(q, q, q).device_type == "cpu"
+    m = torch.empty(1, 1, 2, 4, device="meta")
+    spec = build_spec(m, m, m)
+    assert spec.device_type == "meta" == spec.device.type  # neither cpu nor cuda: asks the device
+    assert "device 'meta' not in ('cpu', 'cuda')" in get_backend("math").not_supported_reasons(spec)

@@ -1,19 +1,18 @@
 """Backends: the kernels behind ``attnkit.functional.attention`` (after xformers' fmha).
 
 Each backend declares what it can run as class attributes and explains every
-refusal in :meth:`Backend.not_supported_reasons`. ``backend="auto"`` takes the
-first backend, in priority order, with no reasons; ``backend="name"`` forces
-one and raises a ValueError listing its reasons when it cannot run.
+refusal in :meth:`Backend.not_supported_reasons`, including a memory estimate
+checked against the free memory of the device (:meth:`Backend.memory_bytes`).
+Which backend runs a call is decided in :mod:`attnkit.backends.dispatch`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import os
-from typing import ClassVar, Iterator
+from typing import Any, ClassVar
 
 import torch
+from torch import Tensor
 
 from ..core.registry import Registry
 from ..core.spec import AttentionResult, AttentionSpec
@@ -23,11 +22,10 @@ __all__ = [
     "BACKENDS",
     "register_backend",
     "get_backend",
-    "select_backend",
-    "backend_names",
-    "restrict_backends",
     "available_bytes",
     "format_bytes",
+    "captured_grad_tensors",
+    "PROBE_ABOVE",
 ]
 
 #: backend name -> the backend's one instance
@@ -42,11 +40,6 @@ def register_backend(cls: type["Backend"]) -> type["Backend"]:
     return cls
 
 
-def backend_names() -> list[str]:
-    """Registered backends, highest priority first."""
-    return [b.name for b in sorted(BACKENDS.values(), key=lambda b: -b.priority)]
-
-
 class Backend:
     """A kernel with declared capabilities.
 
@@ -55,7 +48,8 @@ class Backend:
     ``supports_score_mod``, ``supports_mask_mod``, ``supports_dropout``,
     ``supports_weights`` (can return the (B, H, L, S) weights),
     ``supports_gqa``, ``max_head_dim``, ``softmax_only`` and
-    ``dot_scores_only``.
+    ``dot_scores_only``. ``priority`` places the backend in the order
+    ``backend="auto"`` tries them (:func:`attnkit.backends.dispatch.backend_names`).
     """
 
     name: ClassVar[str] = "base"
@@ -80,6 +74,16 @@ class Backend:
     def memory_bytes(self, spec: AttentionSpec) -> int:
         """Peak extra memory this backend needs for ``spec`` (estimate, bytes); 0 if unknown."""
         return 0
+
+    @classmethod
+    def runs_on(cls, x: Tensor) -> bool:
+        """Whether ``x``'s device is one of ``devices``; reads ``is_cpu`` / ``is_cuda`` first, which,
+        unlike ``x.device.type``, build no string."""
+        if x.is_cuda:
+            return "cuda" in cls.devices
+        if x.is_cpu:
+            return "cpu" in cls.devices
+        return x.device.type in cls.devices
 
     def capabilities(self) -> dict[str, object]:
         """The declared capability attributes, for ``attnkit info``."""
@@ -134,20 +138,23 @@ class Backend:
         if self.dot_scores_only and not spec.score.lowers_to_dot:
             reasons.append(f"score {spec.score.name!r} is not a dot product")
         if not reasons:
-            need = self.memory_bytes(spec)
-            # probing free memory costs a file read: only for calls that could plausibly exhaust it
-            probe = need > _PROBE_ABOVE or "ATTNKIT_MEMORY_LIMIT" in os.environ
-            have = available_bytes(spec.device) if probe else None
-            if have is not None and need > have:
-                reasons.append(
-                    f"needs about {format_bytes(need)} but {format_bytes(have)} is available on {spec.device}"
-                )
+            why = self.memory_reason(spec)
+            if why:
+                reasons.append(why)
         return reasons
 
-    def auto_declines(self, spec: AttentionSpec, allowed: tuple[str, ...] | None) -> str | None:
-        """Why ``backend="auto"`` should pass this runnable call on to a later backend
-        (None: take it). A preference, not a refusal: forcing the backend still runs it.
-        ``allowed``: the names ``restrict_backends`` permits (None: all)."""
+    def probes_memory(self, spec: AttentionSpec) -> bool:
+        """Whether checking ``spec`` reads the device's free memory, which depends on the moment,
+        not on the call: only for calls that could plausibly exhaust it (the read costs a file
+        read or a CUDA query), and always while ``ATTNKIT_MEMORY_LIMIT`` is set."""
+        return _probes(self.memory_bytes(spec))
+
+    def memory_reason(self, spec: AttentionSpec) -> str | None:
+        """Why ``spec`` does not fit in the free memory of its device (None: it fits, or no probe)."""
+        need = self.memory_bytes(spec)
+        have = available_bytes(spec.device) if _probes(need) else None
+        if have is not None and need > have:
+            return f"needs about {format_bytes(need)} but {format_bytes(have)} is available on {spec.device}"
         return None
 
     def forward(self, spec: AttentionSpec) -> AttentionResult:  # pragma: no cover - abstract
@@ -158,7 +165,26 @@ class Backend:
 
 
 #: calls estimated below this many bytes skip the free-memory probe.
-_PROBE_ABOVE = 64 << 20
+PROBE_ABOVE = 64 << 20
+
+
+def _probes(need: int) -> bool:
+    return need > PROBE_ABOVE or "ATTNKIT_MEMORY_LIMIT" in os.environ
+
+
+def captured_grad_tensors(fn: Any) -> list[str]:
+    """Names of tensors requiring grad captured in ``fn``'s closure (a backward that recomputes
+    ``fn`` outside autograd cannot reach them, so such a call must go to a backend that can)."""
+    names = []
+    code = getattr(fn, "__code__", None)
+    for name, cell in zip(getattr(code, "co_freevars", ()), getattr(fn, "__closure__", None) or ()):
+        try:
+            val = cell.cell_contents
+        except ValueError:
+            continue
+        if isinstance(val, Tensor) and val.requires_grad:
+            names.append(name)
+    return names
 
 
 def available_bytes(device: torch.device) -> int | None:
@@ -194,53 +220,6 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-_ALLOWED: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar("attnkit_backends", default=None)
-
-
-@contextlib.contextmanager
-def restrict_backends(*names: str) -> Iterator[None]:
-    """Let ``backend="auto"`` choose only among ``names`` inside the block.
-
-    Like ``torch.nn.attention.sdpa_kernel``::
-
-        with attnkit.backends.restrict_backends("chunked", "math"):
-            attnkit.functional.attention(q, k, v, score=additive)
-    """
-    for n in names:
-        get_backend(n)
-    token = _ALLOWED.set(tuple(names))
-    try:
-        yield
-    finally:
-        _ALLOWED.reset(token)
-
-
 def get_backend(name: str) -> Backend:
+    """The registered backend ``name`` (unknown names raise, listing the valid ones)."""
     return BACKENDS.get(name)
-
-
-def select_backend(spec: AttentionSpec, backend: str = "auto") -> Backend:
-    """The backend that runs ``spec``: forced by name, or the first that can."""
-    if backend != "auto":
-        b = get_backend(backend)
-        reasons = b.not_supported_reasons(spec)
-        if reasons:
-            raise ValueError(
-                f"backend {backend!r} cannot run this call: {'; '.join(reasons)}. "
-                "Pass backend='auto' to let attnkit choose, or change the inputs"
-            )
-        return b
-    allowed = _ALLOWED.get()
-    refusals = []
-    for name in backend_names():
-        if allowed is not None and name not in allowed:
-            continue
-        b = BACKENDS[name]
-        reasons = b.not_supported_reasons(spec)
-        if not reasons:
-            declined = b.auto_declines(spec, allowed)
-            if declined is None:
-                return b
-            reasons = [declined]
-        refusals.append(f"{name}: {'; '.join(reasons)}")
-    raise ValueError("no backend can run this call: " + " | ".join(refusals))

@@ -33,7 +33,12 @@ pass (what ``torch.nn.MultiheadAttention`` does for ``need_weights=True``) costs
 less than the fused kernel plus a recomputation. With dropout the output runs
 through SDPA and the exact pre-dropout weights are recomputed in row blocks
 (:func:`attnkit.backends.weights.materialise_weights`); weights of chosen rows
-or heads only come from :func:`attnkit.backends.attention_weights`.
+or heads only come from :func:`attnkit.functional.attention_weights`.
+
+The plainest call, ``attention(q, k, v)`` / ``causal=True`` on 4-D tensors with
+every other argument at its default, is what every Transformer layer makes;
+:meth:`SDPABackend.takes_plain` tells ``attention()`` when this backend would be
+chosen for it without building a spec, and :meth:`SDPABackend.run_plain` runs it.
 """
 
 from __future__ import annotations
@@ -48,11 +53,11 @@ from ..core.masks import causal_mask, combine
 from ..core.reference import expand_kv
 from ..core.scores import Cosine, Dot, General, ScaledDot
 from ..core.spec import AttentionResult, AttentionSpec
-from .base import _ALLOWED, Backend, register_backend
+from .base import Backend, register_backend
 from .math import materialised_bytes
 from .weights import materialise_weights
 
-__all__ = ["SDPABackend", "sdpa_mask", "project_for_dot", "plain_sdpa_call", "sdpa_takes"]
+__all__ = ["SDPABackend", "sdpa_mask", "project_for_dot"]
 
 #: scores whose projection of k does not depend on the head, so grouped-query
 #: keys can stay un-expanded (location's per-head W_a needs every head).
@@ -93,17 +98,6 @@ def _guard_empty_rows(mask: Tensor | None) -> tuple[Tensor | None, Tensor | None
     return torch.where(rows_ok, mask, torch.zeros((), dtype=mask.dtype, device=mask.device)), rows_ok
 
 
-def _sdpa_kernel_is_math(qp: Tensor, kp: Tensor, v: Tensor, mask: Tensor | None, spec: AttentionSpec) -> bool:
-    """Whether torch would run SDPA's materialising math kernel for these inputs."""
-    try:
-        from torch.nn.attention import SDPBackend
-
-        choice = torch._fused_sdp_choice(qp, kp, v, attn_mask=mask, dropout_p=spec.dropout_p)
-        return SDPBackend(choice) == SDPBackend.MATH
-    except (AttributeError, RuntimeError, TypeError, ValueError):
-        return True
-
-
 def _with_weights(
     spec: AttentionSpec, qp: Tensor, kp: Tensor, v: Tensor, groups: int,
     mask: Tensor | None, is_causal: bool, rows_ok: Tensor | None,
@@ -125,49 +119,6 @@ def _with_weights(
     return AttentionResult(output=torch.matmul(w, v), weights=w)  # (B, H, L, Ev)
 
 
-def sdpa_takes(x: Tensor) -> bool:
-    """Whether SDPA serves the plain call on ``x`` (a query, or what q, k, v are projected from):
-    no ``restrict_backends`` in force, a dtype and device SDPA serves, a non-empty dim 1
-    (heads of a query, positions of a (B, L, D) input).
-
-    The device test reads ``is_cpu`` / ``is_cuda`` (SDPABackend.devices): ``x.device.type``
-    builds a new string per call, which inside a CPU training step costs far more than in
-    a tight loop (benchmarks/bench_device_type.py)."""
-    return (
-        _ALLOWED.get() is None and x.dtype in SDPABackend.dtypes
-        and (x.is_cpu or x.is_cuda) and x.shape[1] > 0
-    )
-
-
-def plain_sdpa_call(query: Any, key: Any, value: Any, causal: Any) -> Tensor | None:
-    """The output of the plainest call, ``attention(q, k, v)`` / ``causal=True`` with every
-    other argument at its default, straight from SDPA; None when the call is anything else.
-
-    That call is what every Transformer layer makes, and dispatch would pick this
-    backend for it after building a spec (tens of microseconds per call, ~1 % of a
-    small model's training step): 4-D float tensors of one dtype and device with
-    (B, H, L, E), (B, H, S, E), (B, H, S, Ev), no mask (no row can be empty), no
-    restriction of the backends in force. Anything unusual returns None and takes
-    the full path, which validates and explains.
-    """
-    if (
-        type(query) is not Tensor or type(key) is not Tensor or type(value) is not Tensor
-        or query.dim() != 4 or key.dim() != 4 or value.dim() != 4
-        or causal not in (False, True, "top_left")
-        or not sdpa_takes(query)
-    ):
-        return None
-    B, H, L, E = query.shape
-    if (
-        key.dtype != query.dtype or value.dtype != query.dtype
-        or key.device != query.device or value.device != query.device
-        or key.shape[:2] != (B, H) or key.shape[-1] != E or value.shape[:3] != key.shape[:3]
-        or L == 0 or key.shape[2] == 0 or E == 0
-    ):
-        return None
-    return F.scaled_dot_product_attention(query, key, value, is_causal=bool(causal))  # (B, H, L, Ev)
-
-
 @register_backend
 class SDPABackend(Backend):
     name = "sdpa"
@@ -181,6 +132,33 @@ class SDPABackend(Backend):
     supports_mask_mod = False
     softmax_only = True
     dot_scores_only = True
+
+    @classmethod
+    def takes_plain(cls, query: Any, key: Any, value: Any, causal: Any) -> bool:
+        """Whether dispatch would pick this backend for the plain call ``attention(query, key, value,
+        causal=causal)`` (every other argument at its default, no ``restrict_backends`` in force):
+        4-D tensors (B, H, L, E), (B, H, S, E), (B, H, S, Ev), non-empty, of one of ``dtypes`` and
+        on one of ``devices``, no grouped-query heads, top-left or no causal. No mask means no
+        row can be empty; the memory estimate is not consulted (linear in L without a mask)."""
+        if (
+            type(query) is not Tensor or type(key) is not Tensor or type(value) is not Tensor
+            or query.dim() != 4 or key.dim() != 4 or value.dim() != 4
+            or causal not in (False, True, "top_left")
+            or query.dtype not in cls.dtypes or not cls.runs_on(query)
+        ):
+            return False
+        B, H, L, E = query.shape
+        return not (
+            key.dtype != query.dtype or value.dtype != query.dtype
+            or key.device != query.device or value.device != query.device
+            or key.shape[:2] != (B, H) or key.shape[-1] != E or value.shape[:3] != key.shape[:3]
+            or H == 0 or L == 0 or key.shape[2] == 0 or E == 0
+        )
+
+    @staticmethod
+    def run_plain(query: Tensor, key: Tensor, value: Tensor, causal: bool | str) -> Tensor:
+        """The output (B, H, L, Ev) of a call :meth:`takes_plain` accepted: what :meth:`forward` computes."""
+        return F.scaled_dot_product_attention(query, key, value, is_causal=bool(causal))
 
     def memory_bytes(self, spec: AttentionSpec) -> int:
         item = max(spec.query.element_size(), 4)

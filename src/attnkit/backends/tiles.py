@@ -12,7 +12,7 @@ Shape legend: B batch, H heads, L queries, S keys, D projected features.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -21,7 +21,18 @@ from ..core.masks import mask_index
 from ..core.reference import apply_masks
 from ..core.spec import AttentionSpec
 
-__all__ = ["TileScorer", "blocks", "online_lse"]
+__all__ = ["TileScorer", "blocks", "online_lse", "work_dtype", "exp_safe_lse"]
+
+
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype tiles accumulate in: float64 stays float64, everything else runs in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def exp_safe_lse(lse: Tensor) -> Tensor:
+    """``lse`` with -inf (a row with no allowed key) replaced by +inf, so ``exp(s - lse) = 0`` there
+    (never ``exp(-inf + inf) = NaN``): the weights, and their gradients, of such a row are 0."""
+    return torch.where(torch.isfinite(lse), lse, torch.full_like(lse, float("inf")))
 
 
 def blocks(n: int, size: int) -> Iterator[tuple[int, int]]:
@@ -35,14 +46,16 @@ class TileScorer:
 
     ``spec`` supplies the score, scale, causal flag and score_mod / mask_mod;
     the mask is passed per tile (already sliced) so that a float mask can be an
-    autograd leaf whose gradient is written back tile by tile.
+    autograd leaf whose gradient is written back tile by tile. ``pairwise``
+    replaces the score's own ``pairwise(qp, kp, *params)`` (a kernel with a
+    closed form of it, e.g. :mod:`attnkit.backends.additive_tiles`).
     """
 
-    def __init__(self, spec: AttentionSpec) -> None:
+    def __init__(self, spec: AttentionSpec, pairwise: Callable[..., Tensor] | None = None) -> None:
         self.spec = spec
         # apply_masks without the mask: we add the (sliced) mask ourselves.
         self._nomask = dataclasses.replace(spec, mask=None)
-        self.pairwise = spec.score.pairwise
+        self.pairwise = spec.score.pairwise if pairwise is None else pairwise
         self.scale = spec.scale
         self.offset = 0 if spec.causal != "bottom_right" else spec.S - spec.L
         self.has_mods = spec.score_mod is not None or spec.mask_mod is not None or spec.causal is not None
@@ -88,7 +101,7 @@ def online_lse(
     S = kp.shape[-2]
     B, H = qp.shape[:2]
     shape = (B, H, q1 - q0)
-    m = torch.full(shape, float("-inf"), device=qp.device, dtype=torch.float64 if qp.dtype == torch.float64 else torch.float32)
+    m = torch.full(shape, float("-inf"), device=qp.device, dtype=work_dtype(qp.dtype))
     m_safe = torch.zeros_like(m)
     total = torch.zeros_like(m)
     for k0, k1 in blocks(S, block_k):

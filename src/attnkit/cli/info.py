@@ -96,7 +96,7 @@ def _sample_spec(args: argparse.Namespace):
 
 
 def report(args: argparse.Namespace) -> dict[str, Any]:
-    from ..backends import BACKENDS, backend_names, select_backend
+    from ..backends import BACKENDS, auto_declines, backend_names, select_backend
 
     spec = _sample_spec(args) if args.score else None
     rows = []
@@ -116,7 +116,7 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
         if spec is not None:
             reasons = b.not_supported_reasons(spec)
             row["reasons"] = reasons
-            row["declined"] = None if reasons else b.auto_declines(spec, None)
+            row["declined"] = None if reasons else auto_declines(b, spec, None)
         rows.append(row)
     if spec is not None:
         try:

@@ -46,6 +46,8 @@ class Registry(Mapping[str, T], Generic[T]):
         self._hint = hint
         self._entries: dict[str, T] = {}
         self._aliases: dict[str, str] = {}  # every name, canonical ones included -> canonical name
+        #: bumped by every add and remove, so a cache of lookups can tell that the entries changed
+        self.version = 0
 
     # -- adding -------------------------------------------------------------------------------
     def add(self, name: str, entry: T, *aliases: str) -> T:
@@ -59,6 +61,7 @@ class Registry(Mapping[str, T], Generic[T]):
         self._entries[canon] = entry
         for n in names:
             self._aliases[n] = canon
+        self.version += 1
         return entry
 
     def register(self, name: str, *aliases: str) -> Callable[[T], T]:
@@ -74,6 +77,7 @@ class Registry(Mapping[str, T], Generic[T]):
         canon = self.resolve(name)
         for n in [n for n, c in self._aliases.items() if c == canon]:
             del self._aliases[n]
+        self.version += 1
         return self._entries.pop(canon)
 
     # -- reading ------------------------------------------------------------------------------

@@ -78,8 +78,8 @@ class AttentionSpec:
 
     @property
     def device_type(self) -> str:
-        """"cpu", "cuda", ...: without ``device.type``, which builds a new string per call and
-        inside a training step costs far more than in a tight loop (benchmarks/bench_device_type.py)."""
+        """"cpu", "cuda", ...: read from ``is_cpu`` / ``is_cuda``, which build no string
+        (``device.type`` builds a new one per call); other devices ask ``device.type``."""
         q = self.query
         return "cpu" if q.is_cpu else "cuda" if q.is_cuda else q.device.type
 

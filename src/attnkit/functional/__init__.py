@@ -10,10 +10,13 @@ from ..core.normalize import NORMALIZERS, Normalizer, get_normalizer, register_n
 from ..core.scores import SCORES, Score, get_score, register_score
 from ..core.spec import AttentionResult, AttentionSpec
 from .attention import attention, build_spec
+from .weights import attention_weights, column_sums
 
 __all__ = [
     "attention",
+    "attention_weights",
     "build_spec",
+    "column_sums",
     "masks",
     "normalize",
     "scores",

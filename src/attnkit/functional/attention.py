@@ -1,4 +1,4 @@
-"""``attention()``: the one entry point. Validates, then dispatches to a backend.
+"""``attention()``: the one entry point. Validates (:func:`build_spec`), then dispatches to a backend.
 
 ``output = normalize(scale · score(q, k) + bias, mask) @ v``
 
@@ -14,6 +14,8 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
+from ..backends.dispatch import allowed_backends, select_backend
+from ..backends.sdpa import SDPABackend
 from ..core.masks import CAUSAL_ALIGNMENTS
 from ..core.normalize import Normalizer, Softmax, get_normalizer
 from ..core.scores import Score, ScaledDot, get_score
@@ -235,9 +237,6 @@ def attention(
         >>> w  # softmax([1, 2])
         tensor([[[0.2689, 0.7311]]])
     """
-    from ..backends import select_backend  # below us in the data flow; imported late to avoid a cycle
-    from ..backends.sdpa import plain_sdpa_call
-
     if (
         (type(score) is ScaledDot or (type(score) is str and score == "scaled_dot"))
         and (type(normalizer) is Softmax or (type(normalizer) is str and normalizer == "softmax"))
@@ -245,10 +244,9 @@ def attention(
         and mask_mod is None and scale is None and dropout_p == 0.0 and not return_weights
         and not return_log_prob and not check_finite and backend == "auto"
         and score_params is None and normalizer_params is None
-    ):  # the plainest call: what dispatch would choose, without building a spec
-        out = plain_sdpa_call(query, key, value, causal)
-        if out is not None:
-            return out
+        and allowed_backends() is None and SDPABackend.takes_plain(query, key, value, causal)
+    ):  # the plainest call (every Transformer layer's): what dispatch would choose, without a spec
+        return SDPABackend.run_plain(query, key, value, causal)
     three_d = query.dim() == 3 if isinstance(query, Tensor) else False
     spec = build_spec(
         query,

@@ -18,7 +18,6 @@ from typing import Any, Iterator, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from ..backends.sdpa import sdpa_takes
 from ..functional import attention, build_spec
 from ..core.spec import AttentionSpec
 
@@ -45,13 +44,6 @@ def attend(query: Tensor, key: Tensor, value: Tensor, **kwargs: Any):
         kw = {k: v for k, v in kwargs.items() if k != "backend"}
         rec.append(build_spec(query, key, value, **kw))
     return attention(query, key, value, **kwargs)
-
-
-def direct_sdpa(x: Tensor) -> bool:
-    """Whether a module may call ``F.scaled_dot_product_attention`` itself on q, k, v (B, H, L, E)
-    projected from ``x`` (B, L, ...): exactly when :func:`attend` would send that plain call
-    there (:func:`attnkit.backends.sdpa.sdpa_takes`) and no spec is being recorded."""
-    return _RECORDER.get() is None and sdpa_takes(x)
 
 
 def shape_str(t: Tensor) -> str:

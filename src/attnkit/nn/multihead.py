@@ -24,7 +24,7 @@ from torch import Tensor
 from ..core import masks as fmasks
 from ..core.normalize import Softmax
 from ..core.scores import SCORES, Additive, General, ScaledDot, Score, get_score
-from ._common import attend, check_dim, check_dropout, check_normalizer, direct_sdpa, shape_str
+from ._common import attend, check_dim, check_dropout, check_normalizer, shape_str
 from .base import AttentionOutput
 from .positional import ALiBi, RotaryEmbedding
 from .registry import register_mechanism
@@ -524,16 +524,9 @@ class MultiHeadAttention(nn.Module):
         B, L, _ = x.shape
         H, Hk, Dh = self.num_heads, self.num_kv_heads, self.head_dim
         qkv = nn.functional.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, L, (H + 2 Hk) Dh)
-        if H == Hk and direct_sdpa(x):  # what attend() would run, without its per-call checks
-            q, k, v = qkv.split(H * Dh, dim=2)  # (B, L, H Dh) each
-            q = q.view(B, L, H, Dh).transpose(1, 2)  # (B, H, L, Dh)
-            k = k.view(B, L, H, Dh).transpose(1, 2)  # (B, H, L, Dh)
-            v = v.view(B, L, H, Dh).transpose(1, 2)  # (B, H, L, Dh)
-            out = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)  # (B, H, L, Dh)
-        else:
-            q, k, v = qkv.split([H * Dh, Hk * Dh, Hk * Dh], dim=-1)
-            q, k, v = self._split(q, H), self._split(k, Hk), self._split(v, Hk)  # (B, H|Hk, L, Dh)
-            out = attend(q, k, v, score=self._score_fixed, normalizer=self.normalizer, causal=causal)  # (B, H, L, Dh)
+        q, k, v = qkv.split([H * Dh, Hk * Dh, Hk * Dh], dim=-1)
+        q, k, v = self._split(q, H), self._split(k, Hk), self._split(v, Hk)  # (B, H|Hk, L, Dh)
+        out = attend(q, k, v, score=self._score_fixed, normalizer=self.normalizer, causal=causal)  # (B, H, L, Dh)
         out = self.out_proj(out.transpose(1, 2).reshape(B, L, H * Dh))  # (B, L, out_dim)
         return AttentionOutput(out, None, None, None)
 

@@ -8,15 +8,20 @@ family where SDPA refuses the call: with a ``mask_mod`` (materialised once as a
 boolean (B, H, L, S) mask, 1 byte per pair).
 
 Both need CUDA. They also run on CPU tensors under ``TRITON_INTERPRET=1`` (set
-before triton is imported), which is how ``make test`` checks them without a
-GPU. Refused (with reasons): score_mod, dropout, gradients into a float mask,
-non-softmax normalizers. Inputs are made contiguous once (a copy when strided).
-Weights on request are recomputed from the kernel's log-sum-exp.
+before attnkit, and so triton, is imported), which is how ``make test`` checks
+them without a GPU: ``devices`` then declares "cpu" too. Refused (with reasons):
+score_mod, dropout, gradients into a float mask, non-softmax normalizers. Inputs
+are made contiguous once (a copy when strided). Weights on request are
+recomputed from the kernel's log-sum-exp.
+
+triton is an optional dependency: the kernels (and triton with them) are imported
+with this package where they can run (triton installed, and a CUDA GPU or the
+interpreter); elsewhere triton is not imported at all and
+:meth:`~_TritonBackend.unavailable_reason` says why the backends cannot run.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 from typing import Any
@@ -26,22 +31,35 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ...core.reference import expand_kv
-from ...core.scores import Additive
 from ...core.spec import AttentionResult, AttentionSpec, index_grids
+from ..additive_tiles import is_plain_additive, separable_ok
 from ..base import Backend, register_backend
+from ..tiles import exp_safe_lse
 from ..weights import materialise_weights
 
-__all__ = ["TritonAdditiveBackend", "TritonDotBackend", "triton_attention", "interpreting"]
+__all__ = ["TritonAdditiveBackend", "TritonDotBackend", "triton_attention", "INTERPRETING"]
+
+#: whether Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1 when triton is imported)
+INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def interpreting() -> bool:
-    """Whether Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1)."""
-    return os.environ.get("TRITON_INTERPRET") == "1"
+def _unavailable() -> str | None:
+    """Why the kernels cannot run in this process (None: they can); fixed at import."""
+    if importlib.util.find_spec("triton") is None:
+        return "triton is not installed (pip install 'attnkit[triton]')"
+    if not INTERPRETING and not torch.cuda.is_available():
+        return "needs a CUDA GPU (none here); runs on CPU tensors only under TRITON_INTERPRET=1, for tests"
+    return None
 
 
-@functools.lru_cache(maxsize=None)
-def _triton_installed() -> bool:
-    return importlib.util.find_spec("triton") is not None
+_UNAVAILABLE = _unavailable()
+if _UNAVAILABLE is None:
+    try:
+        import triton
+
+        from . import kernels
+    except Exception as e:  # noqa: BLE001  (a broken triton install: the backends explain, attnkit still imports)
+        _UNAVAILABLE = f"triton failed to import ({type(e).__name__}: {e})"
 
 
 def _next_pow2(n: int, lo: int = 16) -> int:
@@ -110,9 +128,6 @@ class _Launch:
 
 
 def _forward(launch: _Launch, qp: Tensor, kp: Tensor, v: Tensor, va: Tensor) -> tuple[Tensor, Tensor]:
-    from . import kernels
-    import triton
-
     B, H, L, _ = qp.shape
     out = torch.empty(B, H, L, v.shape[-1], device=qp.device, dtype=v.dtype)
     lse = torch.empty(B, H, L, device=qp.device, dtype=torch.float32)
@@ -136,16 +151,13 @@ class _TritonFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, _dlse):  # type: ignore[override]
-        from . import kernels
-        import triton
-
         launch: _Launch = ctx.launch
         qp, kp, v, va, out, lse = ctx.saved_tensors
         B, H, L, D = qp.shape
         S = kp.shape[2]
         dout = dout.contiguous()
         delta = (dout.float() * out.float()).sum(-1).contiguous()  # (B, H, L)
-        lse_safe = torch.where(torch.isfinite(lse), lse, torch.full_like(lse, float("inf")))
+        lse_safe = exp_safe_lse(lse)  # (B, H, L)
         dqp = torch.empty(qp.shape, device=qp.device, dtype=torch.float32)
         dkp = torch.empty(kp.shape, device=qp.device, dtype=torch.float32)
         dv = torch.empty(v.shape, device=qp.device, dtype=torch.float32)
@@ -165,7 +177,9 @@ class _TritonFunction(torch.autograd.Function):
 
 def triton_attention(spec: AttentionSpec, *, block_q: int | None = None, block_k: int | None = None) -> AttentionResult:
     """Run ``spec`` on the Triton kernels (CUDA, or CPU under TRITON_INTERPRET=1)."""
-    additive = isinstance(spec.score, Additive)
+    if _UNAVAILABLE is not None:
+        raise RuntimeError(f"the Triton kernels cannot run here: {_UNAVAILABLE}")
+    additive = is_plain_additive(spec.score)
     k = expand_kv(spec.key, spec.groups)  # (B, H, S, Ek)
     v = expand_kv(spec.value, spec.groups)  # (B, H, S, Ev)
     qp, kp = spec.score.project(spec.query, k)
@@ -176,8 +190,6 @@ def triton_attention(spec: AttentionSpec, *, block_q: int | None = None, block_k
         va = torch.zeros(1, device=qp.device, dtype=qp.dtype)
     default = (16, 16) if additive else (64, 64)
     blocks = (block_q or default[0], block_k or default[1])
-    from ..chunked import separable_ok
-
     launch = _Launch(spec, additive, blocks, separable=additive and separable_ok(qp, kp))
     out, lse = _TritonFunction.apply(qp, kp, v, va, launch)
     weights = None
@@ -187,7 +199,8 @@ def triton_attention(spec: AttentionSpec, *, block_q: int | None = None, block_k
 
 
 class _TritonBackend(Backend):
-    devices = ("cuda",)
+    #: the interpreter runs the kernels on CPU tensors
+    devices = ("cuda", "cpu") if INTERPRETING else ("cuda",)
     dtypes = (torch.float16, torch.bfloat16, torch.float32)
     supports_score_mod = False
     supports_dropout = False
@@ -195,16 +208,10 @@ class _TritonBackend(Backend):
     max_head_dim = 256
 
     def unavailable_reason(self) -> str | None:
-        if not _triton_installed():
-            return "triton is not installed (pip install 'attnkit[triton]')"
-        if not interpreting() and not torch.cuda.is_available():
-            return "needs a CUDA GPU (none here); runs on CPU tensors only under TRITON_INTERPRET=1, for tests"
-        return None
+        return _UNAVAILABLE
 
     def not_supported_reasons(self, spec: AttentionSpec) -> list[str]:
         reasons = super().not_supported_reasons(spec)
-        if interpreting() and spec.device.type == "cpu":
-            reasons = [r for r in reasons if not r.startswith("device 'cpu'")]
         if spec.mask is not None and spec.mask.is_floating_point() and spec.mask.requires_grad:
             reasons.append("no gradient into a float mask (use chunked)")
         return reasons
@@ -228,7 +235,7 @@ class TritonAdditiveBackend(_TritonBackend):
 
     def not_supported_reasons(self, spec: AttentionSpec) -> list[str]:
         reasons = super().not_supported_reasons(spec)
-        if not isinstance(spec.score, Additive) or type(spec.score).pairwise is not Additive.pairwise:
+        if not is_plain_additive(spec.score):
             reasons.append(f"score {spec.score.name!r} is not additive")
         return reasons
 
