@@ -44,8 +44,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.scores import SCORES
-from ..nn.multihead import KVCache, MultiHeadAttention
-from ..nn.positional import LearnedPositionalEncoding, SinusoidalPositionalEncoding
+from ..nn.kv_cache import KVCache
+from ..nn.multihead import MultiHeadAttention
+from ..nn.positional import ALiBi, LearnedPositionalEncoding, RotaryEmbedding, SinusoidalPositionalEncoding
 from .registry import register_model
 
 __all__ = [
@@ -184,6 +185,10 @@ class TransformerLayer(nn.Module):
     ) -> None:
         super().__init__()
         attention = dict(attention or {})
+        if attention.pop("rope", False):  # RoPE / ALiBi: one positional object inside the attention
+            attention["positional"] = RotaryEmbedding(dim // num_heads)
+        if attention.pop("alibi", False):
+            attention["positional"] = ALiBi(num_heads)
         self.norm_first = norm_first
         self.window = window
         self.self_attn = MultiHeadAttention(dim, num_heads=num_heads, dropout=attn_dropout, bias=bias, **attention)

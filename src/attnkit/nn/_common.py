@@ -18,9 +18,9 @@ from typing import Any, Iterator, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from ..backends.sdpa import sdpa_takes
-from ..functional import attention, build_spec
+from ..core.normalize import Normalizer, get_normalizer
 from ..core.spec import AttentionSpec
+from ..functional import attention, build_spec
 
 __all__ = ["attend", "record_specs", "decoder_inputs", "DecoderInputs", "shape_str", "check_dim"]
 
@@ -45,13 +45,6 @@ def attend(query: Tensor, key: Tensor, value: Tensor, **kwargs: Any):
         kw = {k: v for k, v in kwargs.items() if k != "backend"}
         rec.append(build_spec(query, key, value, **kw))
     return attention(query, key, value, **kwargs)
-
-
-def direct_sdpa(x: Tensor) -> bool:
-    """Whether a module may call ``F.scaled_dot_product_attention`` itself on q, k, v (B, H, L, E)
-    projected from ``x`` (B, L, ...): exactly when :func:`attend` would send that plain call
-    there (:func:`attnkit.backends.sdpa.sdpa_takes`) and no spec is being recorded."""
-    return _RECORDER.get() is None and sdpa_takes(x)
 
 
 def shape_str(t: Tensor) -> str:
@@ -141,11 +134,8 @@ def squeeze_step(t: Optional[Tensor], squeeze: bool) -> Optional[Tensor]:
     return t.squeeze(1)  # (B, 1, ...) -> (B, ...)
 
 
-
-def check_normalizer(normalizer: Any, normalizer_params: Optional[dict] = None):
+def check_normalizer(normalizer: Any, normalizer_params: Optional[dict] = None) -> Normalizer:
     """Validate a normalizer name (or instance) at construction; returns the instance."""
-    from ..core.normalize import get_normalizer
-
     return get_normalizer(normalizer, **dict(normalizer_params or {}))
 
 
