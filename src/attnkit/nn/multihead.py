@@ -288,9 +288,10 @@ class MultiHeadAttention(nn.Module):
                 return (q if rope is None else rope(q, positions=positions)), k, v, cache
             if not self.fused_in_proj:
                 self._check_input("key", query, self.key_dim, None)  # raises: key_dim differs from embed_dim
+            B, L, _ = query.shape
             qkv = nn.functional.linear(query, self.in_proj_weight, self.in_proj_bias)  # (B, L, (H + 2 Hk) Dh)
-            q_lin, k_lin, v_lin = qkv.split([H * Dh, Hk * Dh, Hk * Dh], dim=-1)
-            q, k, v = split_heads(q_lin, H, Dh), split_heads(k_lin, Hk, Dh), split_heads(v_lin, Hk, Dh)
+            qkv = qkv.view(B, L, H + 2 * Hk, Dh).transpose(1, 2)  # (B, H + 2 Hk, L, Dh)
+            q, k, v = qkv.split([H, Hk, Hk], dim=1)  # (B, H, L, Dh), (B, Hk, L, Dh), (B, Hk, L, Dh): views
             source = (query, query)
         else:
             value = key if value is None else value
