@@ -33,7 +33,7 @@ from .positional import ALiBi, RotaryEmbedding
 from .projections import InProjection, ProjectionSource, split_heads
 from .registry import register_mechanism
 
-__all__ = ["MultiHeadAttention", "MultiHeadMechanism", "KVCache", "Positional"]
+__all__ = ["MultiHeadAttention", "MultiHeadMechanism", "Positional"]
 
 #: a positional encoding applied inside the attention
 Positional = Union[RotaryEmbedding, ALiBi]
