@@ -1,12 +1,16 @@
-"""MultiHeadAttention: torch parity, KV cache, GQA, RoPE, ALiBi, errors."""
+"""MultiHeadAttention: torch parity, KV cache, GQA, RoPE, ALiBi, errors, the plain call."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from attnkit.functional import attention
-from attnkit.nn import KVCache, MultiHeadAttention, RotaryEmbedding
+import attnkit.nn.multihead as multihead
+from attnkit.backends import restrict_backends
+from attnkit.core import reference
+from attnkit.functional import attention, build_spec
+from attnkit.nn import ALiBi, KVCache, MultiHeadAttention, RotaryEmbedding
+from attnkit.nn._common import record_specs
 
 D64 = torch.float64
 
@@ -40,7 +44,8 @@ def test_matches_torch_multihead_attention(causal):
 
 @pytest.mark.parametrize("num_kv_heads,rope,alibi", [(4, False, False), (2, True, False), (1, False, True), (2, False, True)])
 def test_kv_cache_steps_equal_one_causal_forward(num_kv_heads, rope, alibi):
-    m = MultiHeadAttention(16, num_heads=4, num_kv_heads=num_kv_heads, rope=rope, alibi=alibi, dtype=D64)
+    positional = RotaryEmbedding(4) if rope else ALiBi(4) if alibi else None
+    m = MultiHeadAttention(16, num_heads=4, num_kv_heads=num_kv_heads, positional=positional, dtype=D64)
     x = torch.randn(2, 7, 16, dtype=D64)
     full = m(x, causal=True).context
     cache = m.new_cache(2, 7)
@@ -59,7 +64,7 @@ def test_kv_cache_decoder_style_state_and_one_step_query():
     full = m(x, causal=True).context
     state = m.new_cache(3, 4)
     for t in range(4):
-        out = m(x[:, t], state=state)  # (B, D) one step; the cache holds 0..t, no mask needed
+        out = m(x[:, t], cache=state)  # (B, D) one step; the cache holds 0..t, no mask needed
         state = out.state
         torch.testing.assert_close(out.context, full[:, t])
 
@@ -97,14 +102,14 @@ def test_gqa_equals_mha_with_key_value_heads_repeated():
     H, Hk, Dh = 4, 2, 3
     gqa = MultiHeadAttention(12, num_heads=H, num_kv_heads=Hk, dtype=D64)
     mha = MultiHeadAttention(12, num_heads=H, dtype=D64)
-    # separate q_proj / k_proj / v_proj entries: the pre-fusion layout, which load_state_dict still takes
+    # the fused in-projection's rows q | k | v, with k and v repeated for the H/Hk query heads of each kv head
     sd = {k: v for k, v in gqa.state_dict().items() if not k.startswith("in_proj_")}
-    sd["q_proj.weight"], sd["q_proj.bias"] = gqa.q_proj.weight.detach(), gqa.q_proj.bias.detach()
-    for n in ("k_proj", "v_proj"):  # (Hk*Dh, D) -> (H*Dh, D): each kv head serves H/Hk query heads
+    ws, bs = [gqa.q_proj.weight.detach()], [gqa.q_proj.bias.detach()]
+    for n in ("k_proj", "v_proj"):  # (Hk*Dh, D) -> (H*Dh, D)
         lin = getattr(gqa, n)
-        w = lin.weight.detach().view(Hk, Dh, 12).repeat_interleave(H // Hk, 0).reshape(H * Dh, 12)
-        b = lin.bias.detach().view(Hk, Dh).repeat_interleave(H // Hk, 0).reshape(H * Dh)
-        sd[f"{n}.weight"], sd[f"{n}.bias"] = w, b
+        ws.append(lin.weight.detach().view(Hk, Dh, 12).repeat_interleave(H // Hk, 0).reshape(H * Dh, 12))
+        bs.append(lin.bias.detach().view(Hk, Dh).repeat_interleave(H // Hk, 0).reshape(H * Dh))
+    sd["in_proj_weight"], sd["in_proj_bias"] = torch.cat(ws), torch.cat(bs)  # (3 H Dh, 12), (3 H Dh,)
     mha.load_state_dict(sd)
     assert gqa.in_proj_weight.shape == (H * Dh + 2 * Hk * Dh, 12) and mha.in_proj_weight.shape == (3 * H * Dh, 12)
     x = torch.randn(2, 5, 12, dtype=D64)
@@ -161,12 +166,12 @@ def test_fully_masked_row_gives_zeros_not_nan():
 
 
 def test_alibi_matches_explicit_bias():
-    m = MultiHeadAttention(8, num_heads=2, alibi=True, dtype=D64)
+    m = MultiHeadAttention(8, num_heads=2, positional=ALiBi(2), dtype=D64)
     x = torch.randn(2, 5, 8, dtype=D64)
     o = m(x, causal=True, need_weights=True)
     q = m.q_proj(x).view(2, 5, 2, 4).transpose(1, 2)  # (B, H, L, Dh)
     k = m.k_proj(x).view(2, 5, 2, 4).transpose(1, 2)
-    s = q @ k.transpose(-1, -2) / 2.0 + m.alibi.bias(5, dtype=D64)  # (B, H, L, S)
+    s = q @ k.transpose(-1, -2) / 2.0 + m.positional.bias(5, dtype=D64)  # (B, H, L, S)
     s = s.masked_fill(torch.ones(5, 5, dtype=torch.bool).triu(1), float("-inf"))
     torch.testing.assert_close(o.weights, s.softmax(-1))
 
@@ -191,8 +196,15 @@ def test_construction_errors():
         MultiHeadAttention(8, num_heads=4, num_kv_heads=3)
     with pytest.raises(ValueError, match="unknown score"):
         MultiHeadAttention(8, num_heads=2, score="dott")
-    with pytest.raises(ValueError, match="rope=True or alibi=True"):
-        MultiHeadAttention(8, num_heads=2, rope=True, alibi=True)
+    with pytest.raises(ValueError, match=r"pass RotaryEmbedding\(4\)"):
+        MultiHeadAttention(8, num_heads=2, positional=RotaryEmbedding(8))
+    with pytest.raises(ValueError, match=r"pass ALiBi\(2\)"):
+        MultiHeadAttention(8, num_heads=2, positional=ALiBi(4))
+    with pytest.raises(TypeError, match="positional must be a RotaryEmbedding"):
+        MultiHeadAttention(8, num_heads=2, positional=True)
+    with pytest.raises(ValueError, match="score_hidden_dim"):
+        MultiHeadAttention(8, num_heads=2, score="general", score_hidden_dim=3)
+    assert MultiHeadAttention(8, num_heads=2, score="additive", score_hidden_dim=3).score_v.shape == (2, 3)
     assert MultiHeadAttention(8, num_heads=3, head_dim=4).q_proj.out_features == 12
 
 
@@ -238,7 +250,7 @@ def test_cross_attention_state_reuses_projected_memory():
     full = m(q, mem)
     state, outs = None, []
     for t in range(4):  # decoder-style: query (B, D), the same memory every step
-        out = m(q[:, t], mem, state=state)
+        out = m(q[:, t], mem, cache=state)
         if state is not None:
             assert out.state is state
         state = out.state
@@ -248,5 +260,61 @@ def test_cross_attention_state_reuses_projected_memory():
     gb = torch.autograd.grad(full.context.sum(), [mem, m.k_proj.weight])
     for a, b in zip(ga, gb):
         torch.testing.assert_close(a, b)
-    assert m(q[:, 0], mem.detach().clone(), state=state).state is not state  # other memory: projected anew
+    assert isinstance(state, KVCache) and state.static
+    assert m(q[:, 0], mem.detach().clone(), cache=state).state is not state  # other memory: projected anew
+    with torch.no_grad():
+        m.k_proj.weight.mul_(2.0)
+    assert m(q[:, 0], mem, cache=state).state is not state  # W_k changed in place: projected anew
     assert MultiHeadAttention(8, num_heads=2, dtype=D64)(q).state is None  # self-attention, no cache: no state
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_plain_self_attention_matches_the_math_backend_and_the_reference(causal):
+    """The commonest call (a Transformer layer's self-attention) through attention()'s plain
+    call, on the math backend, and by hand from the float64 reference."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, num_heads=4)
+    x = torch.randn(3, 5, 16, requires_grad=True)
+    fast = mha(x, causal=causal).context
+    with restrict_backends("math"):  # the same module through dispatch on the math backend
+        slow = mha(x, causal=causal).context
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
+    g_fast = torch.autograd.grad(fast.square().sum(), (x, mha.in_proj_weight))
+    g_slow = torch.autograd.grad(slow.square().sum(), (x, mha.in_proj_weight))
+    for a, b in zip(g_fast, g_slow):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # by hand: project, split heads, attend (float64 reference), merge, project out
+    with torch.no_grad():
+        xd = x.double()
+        q, k, v = torch.nn.functional.linear(xd, mha.in_proj_weight.double(), mha.in_proj_bias.double()).split(16, -1)
+        heads = [t.reshape(3, 5, 4, 4).transpose(1, 2) for t in (q, k, v)]  # (B, H, L, Dh)
+        ctx = reference.run(build_spec(*heads, causal=causal)).output  # (B, H, L, Dh)
+        want = mha.out_proj.double()(ctx.transpose(1, 2).reshape(3, 5, 16))
+    torch.testing.assert_close(fast.double(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_plain_call_is_attentions_plainest_call(monkeypatch):
+    """Scaled dot, softmax, no mask, no dropout, no weights: MultiHeadAttention passes nothing
+    but ``causal``, so attention() can take its shortcut for the plainest call."""
+    calls = []
+
+    def spy(q, k, v, **kwargs):
+        calls.append(kwargs)
+        return attention(q, k, v, **kwargs)
+
+    monkeypatch.setattr(multihead, "attend", spy)
+    mha = MultiHeadAttention(8, num_heads=2, dropout=0.1).eval()
+    x = torch.randn(1, 3, 8)
+    for causal in (False, True):
+        mha(x, causal=causal)
+    assert calls == [{"causal": False}, {"causal": True}]
+    mha.train()
+    mha(x, causal=True)  # dropout only in training
+    assert calls[-1] == {"causal": True, "dropout_p": 0.1}
+
+
+def test_recording_specs_sees_the_plain_call():
+    mha = MultiHeadAttention(8, num_heads=2)
+    with torch.no_grad(), record_specs() as specs:
+        mha(torch.randn(1, 3, 8), causal=True)
+    assert len(specs) == 1 and specs[0].causal

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import attnkit
+import attnkit.core.scores
 from attnkit.nn import AttentionOutput
 from attnkit.nn.registry import MECHANISMS, mechanism_info, register_mechanism
 
@@ -56,18 +57,32 @@ NAMES = attnkit.list_mechanisms()
 
 def test_names_aliases_and_close_matches():
     assert {"bahdanau", "luong-dot", "luong-general", "luong-concat", "luong-location", "multi-head"} <= set(NAMES)
-    assert mechanism_info("additive").name == "bahdanau"
-    assert mechanism_info("general").name == "luong-general"
+    assert mechanism_info("bahdanau-attention").name == "bahdanau"
+    assert mechanism_info("multiplicative").name == "luong-general"
     assert mechanism_info("Luong_General").name == "luong-general"
-    assert "additive" in attnkit.list_mechanisms(aliases=True)
+    assert "bahdanau-attention" in attnkit.list_mechanisms(aliases=True)
     with pytest.raises(ValueError, match="did you mean 'bahdanau'"):
         attnkit.create("bahdanu", 4)
     with pytest.raises(ValueError, match="unknown attention mechanism 'zzz'"):
         attnkit.create("zzz", 4)
 
 
+@pytest.mark.parametrize("score", sorted(attnkit.core.scores.SCORES))
+def test_no_mechanism_is_named_after_a_score(score):
+    """A name means one thing: scores of attnkit.core.scores are not mechanism names
+    (attnkit.presets.resolve_attention maps --attention per model kind), except where the
+    mechanism is the paper's own name (bahdanau, content)."""
+    names = set(attnkit.list_mechanisms(aliases=True))
+    assert score.replace("_", "-") not in names or score in ("bahdanau", "content")
+
+
+def test_a_score_name_says_which_mechanism_it_used_to_name():
+    with pytest.raises(ValueError, match="unknown attention mechanism 'general'.*used to name is 'luong-general'"):
+        attnkit.create("general", 4)
+
+
 def test_create_applies_defaults_and_overrides():
-    m = attnkit.create("general", 4, key_dim=6)
+    m = attnkit.create("luong-general", 4, key_dim=6)
     assert isinstance(m, attnkit.nn.LuongAttention) and m.mode == "general"
     assert attnkit.create("luong-general", 4, mode="dot").mode == "dot"
 

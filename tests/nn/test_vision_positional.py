@@ -120,3 +120,22 @@ def test_alibi_slopes_and_score_mod():
     a = attention(q, k, v, score_mod=al.score_mod(), causal=True, backend="reference")
     r = attention(q, k, v, mask=al.bias(3, dtype=D64), causal=True, backend="reference")
     torch.testing.assert_close(a, r)
+
+
+def test_learned_positions_slice_equals_the_gather():
+    torch.manual_seed(0)
+    pe = LearnedPositionalEncoding(4, max_len=10)
+    x = torch.zeros(2, 3, 4)
+    for offset in (0, 7):
+        sliced = pe(x, offset=offset)  # rows offset..offset+2 of the table
+        gathered = pe(x, positions=torch.arange(offset, offset + 3))
+        torch.testing.assert_close(sliced, gathered, rtol=0, atol=0)
+        torch.testing.assert_close(sliced[0], pe.embedding.weight[offset:offset + 3].detach(), rtol=0, atol=0)
+    # the gradient reaches exactly the rows that were read: each of them twice (batch of 2)
+    pe.zero_grad()
+    pe(x, offset=2).sum().backward()
+    want = torch.zeros(10, 4)
+    want[2:5] = 2.0
+    torch.testing.assert_close(pe.embedding.weight.grad, want)
+    with pytest.raises(ValueError, match="past max_len=10"):
+        pe(x, offset=8)

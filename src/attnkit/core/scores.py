@@ -27,12 +27,16 @@ Scores (registry names in brackets):
 * [location] Luong et al. 2015: ``score = (W_a q)_s``, ignores the keys.
 
 Add your own with ``@register_score("name")`` on a :class:`Score` subclass.
+A score with learned tensors says which with :meth:`Score.parameters` (name ->
+shape for H heads), so a layer such as :class:`attnkit.nn.MultiHeadAttention`
+creates and initialises them without knowing the score
+(:meth:`Score.init_parameters`) and builds it with ``cls(**tensors)``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Mapping, Optional
 
 import torch
 from torch import Tensor
@@ -87,6 +91,28 @@ class Score:
     def default_scale(self, q: Tensor, k: Tensor) -> float:
         return 1.0
 
+    @classmethod
+    def parameters(
+        cls, query_dim: int, key_dim: int, num_heads: int, *, hidden_dim: Optional[int] = None
+    ) -> dict[str, tuple[int, ...]]:
+        """Constructor argument -> shape of each tensor a layer learns for this score, per head.
+
+        ``query_dim`` / ``key_dim`` are the features per head of q and k, ``num_heads``
+        the heads H; ``hidden_dim`` sizes a hidden layer (additive). ``{}``: the score
+        learns nothing (it is built from options alone, e.g. ``Cosine(beta=5.0)``).
+        """
+        _no_hidden_layer(cls, hidden_dim)
+        return {}
+
+    @classmethod
+    def init_parameters(cls, tensors: Mapping[str, Tensor]) -> None:
+        """Initialise the tensors of :meth:`parameters` in place: U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+        fan_in = the last dimension."""
+        with torch.no_grad():
+            for t in tensors.values():
+                bound = 1 / math.sqrt(t.shape[-1])
+                t.uniform_(-bound, bound)
+
     def check(self, q: Tensor, k: Tensor) -> None:
         """Raise ValueError if q (.., L, E) and k (.., S, E') cannot be scored."""
         if self.same_features and self.uses_keys and q.shape[-1] != k.shape[-1]:
@@ -133,6 +159,14 @@ class ScaledDot(Score):
         return 1.0 / math.sqrt(q.shape[-1])
 
 
+def _no_hidden_layer(cls: type[Score], hidden_dim: Optional[int]) -> None:
+    if hidden_dim is not None:
+        raise ValueError(
+            f"hidden_dim={hidden_dim!r} sizes the hidden layer of an additive score; the {cls.name!r} "
+            "score has none: drop hidden_dim or use score='additive'"
+        )
+
+
 def _per_head_matrix(w: Tensor, x: Tensor, name: str, in_features: int) -> Tensor:
     """x (B, H, N, in) @ w.T where w is (out, in) or per head (H, out, in) -> (B, H, N, out)."""
     if w.dim() not in (2, 3) or w.shape[-1] != in_features:
@@ -163,6 +197,13 @@ class General(Score):
         if not isinstance(weight, Tensor):
             raise TypeError(f"weight must be a Tensor of shape (E_q, E_k), got {type(weight).__name__}")
         self.weight = weight
+
+    @classmethod
+    def parameters(
+        cls, query_dim: int, key_dim: int, num_heads: int, *, hidden_dim: Optional[int] = None
+    ) -> dict[str, tuple[int, ...]]:
+        _no_hidden_layer(cls, hidden_dim)
+        return {"weight": (num_heads, query_dim, key_dim)}  # (H, E_q, E_k)
 
     def check(self, q: Tensor, k: Tensor) -> None:
         w = self.weight
@@ -206,6 +247,17 @@ class Additive(Score):
         if bias is not None and bias.shape[-1] != v.shape[-1]:
             raise ValueError(f"bias has shape {tuple(bias.shape)}; expected ({v.shape[-1]},)")
         self.w_q, self.w_k, self.v, self.bias = w_q, w_k, v, bias
+
+    @classmethod
+    def parameters(
+        cls, query_dim: int, key_dim: int, num_heads: int, *, hidden_dim: Optional[int] = None
+    ) -> dict[str, tuple[int, ...]]:
+        D = key_dim if hidden_dim is None else hidden_dim
+        return {
+            "w_q": (num_heads, D, query_dim),  # (H, D, E_q)
+            "w_k": (num_heads, D, key_dim),  # (H, D, E_k)
+            "v": (num_heads, D),  # (H, D)
+        }
 
     def check(self, q: Tensor, k: Tensor) -> None:
         if self.w_q.shape[-1] != q.shape[-1]:

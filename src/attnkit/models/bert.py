@@ -81,7 +81,7 @@ class BERT(nn.Module):
         dim = cfg.dim
         self.vocab_size, self.block_size, self.num_classes = cfg.vocab_size, cfg.block_size, cfg.num_classes
         self.tok_emb = nn.Embedding(cfg.vocab_size, dim)
-        self.pos_emb, pos_opts = POSITIONAL[cfg.positional](dim, cfg.block_size)
+        self.pos_emb, pos_opts = POSITIONAL[cfg.positional](dim, cfg.num_heads, cfg.block_size)
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
         self.layers = nn.ModuleList(
             TransformerLayer(dim, num_heads=cfg.num_heads, ffn_dim=cfg.ffn_mult * dim, dropout=cfg.dropout,

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.vocab import BOS, EOS, PAD
-from ..nn.multihead import KVCache
+from ..nn.kv_cache import KVCache
 from ..nn.positional import LearnedPositionalEncoding
 from . import decoding
 from .layers import POSITIONAL, TransformerLayer, attention_options, check_common, check_int
@@ -117,8 +117,8 @@ class Transformer(nn.Module):
         # shared embeddings and the tied output layer read tgt_emb.weight: no tensor appears twice in the state_dict
         self.tgt_emb = nn.Embedding(cfg.tgt_vocab_size, dim, padding_idx=PAD)
         self.src_emb = None if cfg.share_embeddings else nn.Embedding(cfg.src_vocab_size, dim, padding_idx=PAD)
-        self.src_pos, pos_opts = POSITIONAL[cfg.positional](dim, cfg.max_len)
-        self.tgt_pos, _ = POSITIONAL[cfg.positional](dim, cfg.max_len)
+        self.src_pos, pos_opts = POSITIONAL[cfg.positional](dim, cfg.num_heads, cfg.max_len)
+        self.tgt_pos, _ = POSITIONAL[cfg.positional](dim, cfg.num_heads, cfg.max_len)
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
         attn = attention_options(cfg.score, pos_opts, None)
         common = dict(num_heads=cfg.num_heads, ffn_dim=cfg.ffn_mult * dim, dropout=cfg.dropout,

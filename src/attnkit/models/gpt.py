@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..nn.multihead import KVCache
+from ..nn.kv_cache import KVCache
 from . import decoding
 from .layers import POSITIONAL, TransformerLayer, attention_options, check_common, check_int, init_gpt_style
 from .losses import cross_entropy_metrics
@@ -105,7 +105,7 @@ class GPT(nn.Module):
         self.vocab_size, self.block_size, self.num_layers = cfg.vocab_size, cfg.block_size, cfg.num_layers
         dim = cfg.dim
         self.tok_emb = nn.Embedding(cfg.vocab_size, dim)
-        self.pos_emb, pos_opts = POSITIONAL[cfg.positional](dim, cfg.block_size)
+        self.pos_emb, pos_opts = POSITIONAL[cfg.positional](dim, cfg.num_heads, cfg.block_size)
         self.drop: Optional[nn.Dropout] = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else None
         self.layers = nn.ModuleList(
             TransformerLayer(dim, num_heads=cfg.num_heads, ffn_dim=cfg.ffn_mult * dim, dropout=cfg.dropout,

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.scores import SCORES
-from ..nn.multihead import KVCache, MultiHeadAttention
-from ..nn.positional import LearnedPositionalEncoding, SinusoidalPositionalEncoding
+from ..nn.kv_cache import KVCache
+from ..nn.multihead import MultiHeadAttention
+from ..nn.positional import ALiBi, LearnedPositionalEncoding, RotaryEmbedding, SinusoidalPositionalEncoding
 
 __all__ = ["POSITIONAL", "ACTIVATIONS", "FeedForward", "TransformerLayer", "init_gpt_style", "attention_options"]
 
@@ -36,29 +37,32 @@ _ACTIVATION_FNS: dict[str, Callable[[Tensor], Tensor]] = {"gelu": F.gelu, "relu"
 assert _ACTIVATION_FNS.keys() == ACTIVATIONS.keys()
 
 
-def _learned(dim: int, max_len: int) -> tuple[Optional[nn.Module], dict[str, Any]]:
+PositionalFactory = Callable[[int, int, int], tuple[Optional[nn.Module], dict[str, Any]]]
+
+
+def _learned(dim: int, num_heads: int, max_len: int) -> tuple[Optional[nn.Module], dict[str, Any]]:
     return LearnedPositionalEncoding(dim, max_len=max_len), {}
 
 
-def _sinusoidal(dim: int, max_len: int) -> tuple[Optional[nn.Module], dict[str, Any]]:
+def _sinusoidal(dim: int, num_heads: int, max_len: int) -> tuple[Optional[nn.Module], dict[str, Any]]:
     return SinusoidalPositionalEncoding(dim), {}
 
 
-def _rope(dim: int, max_len: int) -> tuple[Optional[nn.Module], dict[str, Any]]:
-    return None, {"rope": True}
+def _rope(dim: int, num_heads: int, max_len: int) -> tuple[Optional[nn.Module], dict[str, Any]]:
+    return None, {"positional": RotaryEmbedding(dim // num_heads)}
 
 
-def _alibi(dim: int, max_len: int) -> tuple[Optional[nn.Module], dict[str, Any]]:
-    return None, {"alibi": True}
+def _alibi(dim: int, num_heads: int, max_len: int) -> tuple[Optional[nn.Module], dict[str, Any]]:
+    return None, {"positional": ALiBi(num_heads)}
 
 
-def _no_positions(dim: int, max_len: int) -> tuple[Optional[nn.Module], dict[str, Any]]:
+def _no_positions(dim: int, num_heads: int, max_len: int) -> tuple[Optional[nn.Module], dict[str, Any]]:
     return None, {}
 
 
-#: positional encoding name -> ``f(dim, max_len) -> (module added to the embeddings or None,
-#: MultiHeadAttention options of the self-attention)``. RoPE and ALiBi live inside the attention.
-POSITIONAL: dict[str, Callable[[int, int], tuple[Optional[nn.Module], dict[str, Any]]]] = {
+#: positional encoding name -> ``f(dim, num_heads, max_len) -> (module added to the embeddings or
+#: None, MultiHeadAttention options of the self-attention)``. RoPE and ALiBi live inside the attention.
+POSITIONAL: dict[str, PositionalFactory] = {
     "learned": _learned,
     "sinusoidal": _sinusoidal,
     "rope": _rope,

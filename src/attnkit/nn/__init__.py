@@ -1,8 +1,17 @@
-"""nn.Module wrappers that own parameters and call :mod:`attnkit.functional`.
+"""nn.Module wrappers that own parameters and call :func:`attnkit.functional.attention`.
 
 Every attention module returns an :class:`AttentionOutput`; the sequence
 mechanisms are registered by name (``attnkit.create("bahdanau", 256)``,
-``attnkit.list_mechanisms()``, see :mod:`attnkit.nn.registry`).
+``attnkit.list_mechanisms()``, see :mod:`attnkit.nn.registry`); importing this
+package registers them all.
+
+Two multi-head layers, on purpose:
+
+* :class:`MultiHeadAttention`: attnkit's layer, batch-first, with GQA, any
+  score, RoPE/ALiBi (``positional=``) and a :class:`KVCache`.
+* :class:`TorchMultiheadAttention`: a drop-in for ``torch.nn.MultiheadAttention``
+  (its arguments, state_dict and mask conventions). ``MultiheadAttention`` is an
+  alias of it (the same class under torch's spelling), for drop-in imports.
 """
 
 from .base import AttentionOutput
@@ -15,8 +24,9 @@ from .positional import (
 )
 from .additive import AdditiveAttention
 from .luong import LuongAttention
-from .multihead import KVCache, MultiHeadAttention
-from .torch_compat import MultiheadAttention
+from .kv_cache import KVCache
+from .multihead import MultiHeadAttention, MultiHeadMechanism
+from .torch_compat import MultiheadAttention, TorchMultiheadAttention
 from .self_attention import SelfAttention
 from .local import LocalAttention
 from .content import ContentAttention, circular_shift, ntm_address, sharpen
@@ -39,6 +49,8 @@ __all__ = [
     "LuongAttention",
     "KVCache",
     "MultiHeadAttention",
+    "MultiHeadMechanism",
+    "TorchMultiheadAttention",
     "MultiheadAttention",
     "SelfAttention",
     "LocalAttention",

@@ -18,8 +18,9 @@ from typing import Any, Iterator, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from ..functional import attention, build_spec
+from ..core.normalize import Normalizer, get_normalizer
 from ..core.spec import AttentionSpec
+from ..functional import attention, build_spec
 
 __all__ = ["attend", "record_specs", "decoder_inputs", "DecoderInputs", "shape_str", "check_dim"]
 
@@ -133,11 +134,8 @@ def squeeze_step(t: Optional[Tensor], squeeze: bool) -> Optional[Tensor]:
     return t.squeeze(1)  # (B, 1, ...) -> (B, ...)
 
 
-
-def check_normalizer(normalizer: Any, normalizer_params: Optional[dict] = None):
+def check_normalizer(normalizer: Any, normalizer_params: Optional[dict] = None) -> Normalizer:
     """Validate a normalizer name (or instance) at construction; returns the instance."""
-    from ..core.normalize import get_normalizer
-
     return get_normalizer(normalizer, **dict(normalizer_params or {}))
 
 

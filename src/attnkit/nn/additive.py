@@ -25,9 +25,10 @@ from torch import Tensor
 from ..core.scores import Additive
 from ._common import check_dim, check_dropout, check_normalizer, decoder_attend, decoder_inputs
 from .base import AttentionOutput
+from .projections import ProjectedAdditive, projected_keys
 from .registry import register_mechanism
 
-__all__ = ["AdditiveAttention", "additive_score", "ProjectedAdditive", "projected_keys"]
+__all__ = ["AdditiveAttention", "additive_score"]
 
 
 def additive_score(w_q: Tensor, w_k: Tensor, v: Tensor, bias: Optional[Tensor] = None, *, g: Optional[Tensor] = None) -> Additive:
@@ -38,55 +39,8 @@ def additive_score(w_q: Tensor, w_k: Tensor, v: Tensor, bias: Optional[Tensor] =
     return Additive(w_q, w_k, v, bias)
 
 
-class ProjectedAdditive(Additive):
-    """The additive score over keys already projected by W_k (``kp = k W_kᵀ``, (.., S, D)).
-
-    ``project(q, kp) = (W_q q + b, kp)``; ``pairwise`` is :class:`Additive`'s
-    own, so every backend that tiles the additive score runs it unchanged.
-    """
-
-    def __init__(self, w_q: Tensor, v: Tensor, bias: Optional[Tensor] = None) -> None:
-        for n, t in (("w_q", w_q), ("v", v)):
-            if not isinstance(t, Tensor):
-                raise TypeError(f"{n} must be a Tensor, got {type(t).__name__}")
-        if v.shape[-1] != w_q.shape[-2]:
-            raise ValueError(f"w_q {tuple(w_q.shape)} and v {tuple(v.shape)} disagree on D")
-        self.w_q, self.w_k, self.v, self.bias = w_q, None, v, bias
-
-    def check(self, q: Tensor, k: Tensor) -> None:
-        if self.w_q.shape[-1] != q.shape[-1]:
-            raise ValueError(f"w_q has shape {tuple(self.w_q.shape)} but query has {q.shape[-1]} features")
-        if k.shape[-1] != self.v.shape[-1]:
-            raise ValueError(f"projected keys have {k.shape[-1]} features; expected D = {self.v.shape[-1]}")
-
-    def project(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
-        qp = torch.matmul(q, self.w_q.to(q.dtype).transpose(-1, -2))  # (B, H, L, D)
-        if self.bias is not None:
-            qp = qp + self.bias.to(q.dtype)
-        return qp, k
-
-
-def projected_keys(keys: Tensor, w_k: Tensor, state: Any) -> tuple[Tensor, dict]:
-    """``keys W_kᵀ`` (B, S, D) and the state that carries it to the next step.
-
-    Reused from ``state`` only when it was made from this very ``keys`` tensor
-    and ``w_k`` has not been modified in place since (its version counter).
-    """
-    version = w_k._version
-    if (
-        isinstance(state, dict)
-        and state.get("keys") is keys
-        and state.get("w_k_version") == version
-        and isinstance(state.get("projected_keys"), Tensor)
-    ):
-        return state["projected_keys"], state
-    kp = keys @ w_k.transpose(0, 1)  # (B, S, Dk) @ (Dk, D) -> (B, S, D)
-    return kp, {"keys": keys, "w_k_version": version, "projected_keys": kp}
-
-
 @register_mechanism(
     "bahdanau",
-    "additive",
     "bahdanau-attention",
     paper="Bahdanau, Cho & Bengio 2014 (arXiv:1409.0473)",
     formula="e_ts = vᵀ tanh(W_q q_t + W_k k_s); c_t = Σ_s softmax(e_t)_s v_s",

@@ -71,9 +71,7 @@ def ntm_address(w_c: Tensor, w_prev: Tensor, g: Tensor, s: Tensor, gamma: Tensor
 
 @register_mechanism(
     "content",
-    "ntm",
     "neural-turing-machine",
-    "cosine",
     paper="Graves, Wayne & Danihelka 2014 (arXiv:1410.5401)",
     formula="w_t = sharpen(shift(g·softmax(β cos(k_t, M)) + (1-g)·w_{t-1}, s_t), γ_t)",
 )

@@ -17,8 +17,8 @@ from torch import Tensor
 
 from ..core.scores import Additive, General, Location, Score
 from ._common import check_dim, check_dropout, check_normalizer, decoder_attend, decoder_inputs
-from .additive import ProjectedAdditive, projected_keys
 from .base import AttentionOutput
+from .projections import ProjectedAdditive, projected_keys
 from .registry import register_mechanism
 
 __all__ = ["LuongAttention", "LUONG_MODES"]
@@ -27,13 +27,13 @@ LUONG_MODES = ("dot", "general", "concat", "location")
 _PAPER = "Luong, Pham & Manning 2015 (arXiv:1508.04025)"
 
 
-@register_mechanism("luong-dot", "luong", "dot", paper=_PAPER, formula="score(h_t, h̄_s) = h_tᵀ h̄_s",
+@register_mechanism("luong-dot", "luong", paper=_PAPER, formula="score(h_t, h̄_s) = h_tᵀ h̄_s",
                     defaults={"mode": "dot"})
-@register_mechanism("luong-general", "general", "bilinear", "multiplicative", paper=_PAPER,
+@register_mechanism("luong-general", "multiplicative", paper=_PAPER,
                     formula="score(h_t, h̄_s) = h_tᵀ W_a h̄_s", defaults={"mode": "general"})
-@register_mechanism("luong-concat", "concat", paper=_PAPER, formula="score(h_t, h̄_s) = v_aᵀ tanh(W_a [h_t; h̄_s])",
+@register_mechanism("luong-concat", paper=_PAPER, formula="score(h_t, h̄_s) = v_aᵀ tanh(W_a [h_t; h̄_s])",
                     defaults={"mode": "concat"})
-@register_mechanism("luong-location", "location", paper=_PAPER, formula="a_t = softmax(W_a h_t) (keys unused)",
+@register_mechanism("luong-location", paper=_PAPER, formula="a_t = softmax(W_a h_t) (keys unused)",
                     defaults={"mode": "location"})
 class LuongAttention(nn.Module):
     """Luong global attention with ``mode="dot" | "general" | "concat" | "location"``.

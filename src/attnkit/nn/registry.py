@@ -4,9 +4,17 @@ A mechanism is registered on its class with a decorator that names it, its
 aliases, the paper and the one-line formula, and the constructor defaults
 that turn the class into that mechanism::
 
-    @register_mechanism("luong-general", "general", paper="Luong et al. 2015 (arXiv:1508.04025)",
+    @register_mechanism("luong-general", "multiplicative", paper="Luong et al. 2015 (arXiv:1508.04025)",
                         formula="score = h_tᵀ W_a h̄_s", defaults={"mode": "general"})
     class LuongAttention(nn.Module): ...
+
+:data:`MECHANISMS` is one :class:`~attnkit.core.registry.Registry` of
+:class:`MechanismInfo`; ``import attnkit.nn`` fills it (every mechanism module
+registers itself on import, and importing this module runs ``attnkit/nn/__init__``
+first). A mechanism name never is an alignment score's name (``additive``,
+``general``, ``dot`` ... are scores of :mod:`attnkit.core.scores`):
+:func:`attnkit.presets.resolve_attention` says what ``--attention NAME`` means
+for each kind of model.
 
 Constructor convention (what :func:`create` relies on)
 ------------------------------------------------------
@@ -38,20 +46,23 @@ Mechanisms of kind ``"vision"`` are built as ``create(name, channels, **options)
 and take (B, C, H, W) images; kind ``"unit"`` (sigma-pi) as
 ``create(name, in_features, **options)``.
 
-An unknown name raises a ValueError that lists the close matches.
+An unknown name raises a ValueError that lists the close matches (and, for a
+score's name, the mechanism that used to answer to it: :data:`RETIRED_ALIASES`).
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import torch.nn as nn
 
+from ..core.registry import Registry
+
 __all__ = [
     "MechanismInfo",
     "MECHANISMS",
+    "RETIRED_ALIASES",
     "register_mechanism",
     "create",
     "list_mechanisms",
@@ -76,14 +87,28 @@ class MechanismInfo:
         return self.cls(dim, **{**self.defaults, **kwargs})
 
 
-#: canonical name -> MechanismInfo
-MECHANISMS: dict[str, MechanismInfo] = {}
-#: every name, aliases included -> canonical name
-_NAMES: dict[str, str] = {}
-
-
 def _norm(name: str) -> str:
     return name.strip().lower().replace("_", "-").replace(" ", "-")
+
+
+#: canonical name (aliases resolve; case and ``_``/``-`` ignored) -> MechanismInfo
+MECHANISMS: Registry[MechanismInfo] = Registry(
+    "attention mechanism", normalize=_norm, hint="see attnkit.list_mechanisms() or `attnkit list`"
+)
+
+#: names of alignment scores that were also mechanism aliases -> the mechanism they named
+#: (a run configured with one of them names that mechanism)
+RETIRED_ALIASES: Mapping[str, str] = {
+    "additive": "bahdanau",
+    "concat": "luong-concat",
+    "dot": "luong-dot",
+    "general": "luong-general",
+    "bilinear": "luong-general",
+    "location": "luong-location",
+    "cosine": "content",
+    "ntm": "content",
+    "scaled-dot": "multi-head",
+}
 
 
 def register_mechanism(
@@ -97,7 +122,8 @@ def register_mechanism(
     """Class decorator: register the class (with ``defaults``) as mechanism ``name``.
 
     Stack several on one class to register its variants (Luong's modes).
-    Names are case-insensitive and ``_`` equals ``-``.
+    Names are case-insensitive and ``_`` equals ``-``; a name another class holds
+    raises, the same class registering again replaces its entry.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -105,45 +131,37 @@ def register_mechanism(
         raise ValueError(f"mechanism {name!r}: pass its paper and its one-line formula")
 
     def deco(cls: type) -> type:
-        canon = _norm(name)
-        names = [canon, *(_norm(a) for a in aliases)]
+        names = [_norm(name), *(_norm(a) for a in aliases)]
         for n in names:
-            if n in _NAMES and MECHANISMS[_NAMES[n]].cls is not cls:
-                raise ValueError(f"mechanism name {n!r} is already registered to {MECHANISMS[_NAMES[n]].cls.__name__}")
-        MECHANISMS[canon] = MechanismInfo(
-            canon, cls, tuple(names[1:]), paper, formula, kind, dict(defaults or {})
-        )
-        for n in names:
-            _NAMES[n] = canon
+            if n in MECHANISMS:
+                owner = MECHANISMS[n]
+                if owner.cls is not cls:
+                    raise ValueError(f"mechanism name {n!r} is already registered to {owner.cls.__name__}")
+                MECHANISMS.remove(n)  # the same class again (a module reloaded): its new entry wins
+        info = MechanismInfo(names[0], cls, tuple(names[1:]), paper, formula, kind, dict(defaults or {}))
+        MECHANISMS.add(names[0], info, *names[1:])
         return cls
 
     return deco
 
 
-def _ensure_loaded() -> None:
-    # the modules register themselves on import; attnkit.nn imports them all
-    from .. import nn as _nn  # noqa: F401
-
-
 def resolve(name: str) -> str:
     """The canonical name of ``name`` (an alias or a canonical name)."""
-    _ensure_loaded()
-    if not isinstance(name, str):
-        raise TypeError(f"mechanism name must be a str, got {type(name).__name__}")
-    n = _norm(name)
-    if n not in _NAMES:
-        close = difflib.get_close_matches(n, sorted(_NAMES), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    try:
+        return MECHANISMS.resolve(name)
+    except ValueError as e:
+        old = RETIRED_ALIASES.get(_norm(name))
+        if old is None:
+            raise
         raise ValueError(
-            f"unknown attention mechanism {name!r}{hint} Known: {', '.join(sorted(MECHANISMS))} "
-            "(see attnkit.list_mechanisms() or `attnkit list`)"
-        )
-    return _NAMES[n]
+            f"{e}; {name!r} is the name of an alignment score, not of a mechanism: "
+            f"the mechanism it used to name is {old!r}"
+        ) from None
 
 
 def mechanism_info(name: str) -> MechanismInfo:
     """The :class:`MechanismInfo` of a name or alias."""
-    return MECHANISMS[resolve(name)]
+    return MECHANISMS.get(resolve(name))
 
 
 def create(name: str, dim: int, **kwargs: Any) -> nn.Module:
@@ -159,10 +177,9 @@ def create(name: str, dim: int, **kwargs: Any) -> nn.Module:
 
 def list_mechanisms(*, kind: str | None = None, aliases: bool = False) -> list[str]:
     """Canonical mechanism names (sorted); ``aliases=True`` adds every alias."""
-    _ensure_loaded()
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS} or None, got {kind!r}")
-    infos = [i for i in MECHANISMS.values() if kind is None or i.kind == kind]
+    infos = [i for i in MECHANISMS.entries().values() if kind is None or i.kind == kind]
     names = [i.name for i in infos]
     if aliases:
         names += [a for i in infos for a in i.aliases]

@@ -2,8 +2,8 @@
 
 ``Q = X W^Q,  K = X W^K,  V = X W^V,  Y = softmax(Q Kᵀ / sqrt(d)) V``
 
-A thin :class:`MultiHeadAttention` with one input (one head and no biases by
-default, as drawn; more heads add ``W^O``).
+A thin :class:`~attnkit.nn.multihead.MultiHeadMechanism` with one input (one
+head and no biases by default, as drawn; more heads add ``W^O``).
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from typing import Any, Optional
 
 from torch import Tensor
 
+from ..core.normalize import Normalizer
 from ..core.scores import Score
 from .base import AttentionOutput
-from .multihead import KVCache, MultiHeadAttention
+from .kv_cache import KVCache
+from .multihead import MultiHeadMechanism, Positional
 from .registry import register_mechanism
 
 __all__ = ["SelfAttention"]
@@ -27,7 +29,7 @@ __all__ = ["SelfAttention"]
     paper="Vaswani et al. 2017 (arXiv:1706.03762)",
     formula="Q, K, V = X W^Q, X W^K, X W^V; Y = softmax(Q Kᵀ / sqrt(d)) V",
 )
-class SelfAttention(MultiHeadAttention):
+class SelfAttention(MultiHeadMechanism):
     """``Y = softmax(X W^Q (X W^K)ᵀ / sqrt(d)) X W^V`` (Vaswani et al. 2017).
 
     Args:
@@ -36,11 +38,12 @@ class SelfAttention(MultiHeadAttention):
         causal: each position sees itself and the past only (a decoder).
         bias: biases on the projections (off by default, as drawn).
         key_dim, value_dim, num_kv_heads, head_dim, out_dim, dropout, score,
-        normalizer, rope, alibi: as :class:`MultiHeadAttention`.
+        normalizer, positional: as :class:`~attnkit.nn.MultiHeadAttention`.
 
-    ``forward(x (B, N, dim), *, key_mask=None, need_weights=False, cache=None)``.
-    Given ``keys`` (the decoder-style call of the registry) it attends over
-    them instead (cross-attention), with the same projections.
+    ``forward(x (B, N, dim), *, key_mask=None, need_weights=False, state=None)``
+    (``state`` a KVCache, also accepted as ``cache=``). Given ``keys`` (the
+    decoder-style call of the registry) it attends over them instead
+    (cross-attention, never causal), with the same projections.
     """
 
     def __init__(
@@ -57,15 +60,14 @@ class SelfAttention(MultiHeadAttention):
         out_dim: Optional[int] = None,
         dropout: float = 0.0,
         score: str | Score = "scaled_dot",
-        normalizer: str = "softmax",
-        rope: bool = False,
-        alibi: bool = False,
+        normalizer: str | Normalizer = "softmax",
+        positional: Optional[Positional] = None,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
         super().__init__(dim, num_heads=num_heads, bias=bias, key_dim=key_dim, value_dim=value_dim,
                          num_kv_heads=num_kv_heads, head_dim=head_dim, out_dim=out_dim, dropout=dropout,
-                         score=score, normalizer=normalizer, rope=rope, alibi=alibi, device=device, dtype=dtype)
+                         score=score, normalizer=normalizer, positional=positional, device=device, dtype=dtype)
         self.causal = bool(causal)
 
     def forward(  # type: ignore[override]
@@ -75,13 +77,10 @@ class SelfAttention(MultiHeadAttention):
         values: Optional[Tensor] = None,
         *,
         key_mask: Optional[Tensor] = None,
-        attn_mask: Optional[Tensor] = None,
-        cache: Optional[KVCache] = None,
-        need_weights: bool = False,
         step: Optional[int] = None,
         state: Optional[KVCache] = None,
-        **kwargs: Any,
+        need_weights: bool = False,
+        **options: Any,
     ) -> AttentionOutput:
-        causal = self.causal and keys is None
-        return super().forward(x, keys, values, key_mask=key_mask, attn_mask=attn_mask, causal=causal,
-                               cache=cache, need_weights=need_weights, step=step, state=state, **kwargs)
+        return super().forward(x, keys, values, key_mask=key_mask, step=step, state=state,
+                               need_weights=need_weights, causal=self.causal and keys is None, **options)

@@ -1,5 +1,9 @@
 """A drop-in for ``torch.nn.MultiheadAttention`` (Vaswani et al. 2017, arXiv:1706.03762)
-that runs on :func:`attnkit.functional.attention`.
+that runs on :func:`attnkit.functional.attention`: :class:`TorchMultiheadAttention`,
+also importable as ``MultiheadAttention`` (an alias of the same class, torch's
+spelling, so ``from attnkit.nn import MultiheadAttention`` replaces
+``from torch.nn import MultiheadAttention``). attnkit's own layer, batch-first
+with GQA, RoPE/ALiBi and a KV cache, is :class:`attnkit.nn.MultiHeadAttention`.
 
 ``MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O,  head_i = softmax(Q W_i^Q (K W_i^K)ᵀ / sqrt(d) + M) V W_i^V``
 
@@ -41,7 +45,7 @@ from ..core import masks as fmasks
 from ..core.masks import mask_index
 from ._common import attend, check_dim, check_dropout, shape_str
 
-__all__ = ["MultiheadAttention"]
+__all__ = ["TorchMultiheadAttention", "MultiheadAttention"]
 
 #: bytes of the (N, H, rows, S) weights one row block of the head-averaged path holds (fits in L2).
 MEAN_WEIGHTS_BLOCK_BYTES = 8 << 20
@@ -53,8 +57,7 @@ def _mean_weights_by_rows(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor
     Row block by row block, ``W = softmax(q kᵀ / sqrt(d) + M)`` of every head is formed
     (the sdpa backend's one-pass weights path), used for ``W v`` and averaged over heads
     while it is still in cache; only the (N, L, S) average is written out. Blocks hold
-    about MEAN_WEIGHTS_BLOCK_BYTES (``attnkit bench --suite mha``: need_weights=True at
-    0.93-1.35x torch's time, benchmarks/RESULTS.md).
+    about MEAN_WEIGHTS_BLOCK_BYTES (timings: ``attnkit bench --suite mha``).
     """
     N, H, L, _ = q.shape
     S = k.shape[2]
@@ -72,7 +75,7 @@ def _mean_weights_by_rows(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor
     return torch.cat(outs, dim=2), torch.cat(means, dim=1)  # (N, H, L, Dh), (N, L, S)
 
 
-class MultiheadAttention(nn.Module):
+class TorchMultiheadAttention(nn.Module):
     """``torch.nn.MultiheadAttention`` with the same arguments, state_dict and masks.
 
     Args:
@@ -88,7 +91,7 @@ class MultiheadAttention(nn.Module):
     Example::
 
         >>> ref = torch.nn.MultiheadAttention(8, 2, batch_first=True)
-        >>> ours = MultiheadAttention(8, 2, batch_first=True)
+        >>> ours = TorchMultiheadAttention(8, 2, batch_first=True)
         >>> ours.load_state_dict(ref.state_dict())
         <All keys matched successfully>
     """
@@ -301,3 +304,7 @@ class MultiheadAttention(nn.Module):
             f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, kdim={self.kdim}, vdim={self.vdim}, "
             f"batch_first={self.batch_first}, add_bias_kv={self.bias_k is not None}, add_zero_attn={self.add_zero_attn}"
         )
+
+
+#: torch's spelling of :class:`TorchMultiheadAttention` (the same class), for drop-in imports
+MultiheadAttention = TorchMultiheadAttention
