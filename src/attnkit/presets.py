@@ -101,7 +101,8 @@ PRESETS: dict[tuple[str, str], Preset] = {
         model={"dim": 128, "num_heads": 4, "encoder_layers": 3, "decoder_layers": 3, "dropout": 0.1},
         train={"steps": 20000, "batch_size": 128, "lr": 2e-3, "eval_every": 1000},
     ),
-    **{(t, "transformer"): Preset(model=_SMALL_TRANSFORMER, train=_SYNTHETIC_TRAIN) for t in ("copy", "reverse", "sort")},
+    **{(t, "transformer"): Preset(model=_SMALL_TRANSFORMER, train=_SYNTHETIC_TRAIN)
+       for t in ("copy", "reverse", "sort")},
     # language modelling and BERT on Shakespeare
     ("shakespeare", "gpt"): Preset(model=_BABY_GPT, train=_SHAKESPEARE_TRAIN),
     # a masked character is guessed mostly from its neighbours: rotary (relative) positions give that

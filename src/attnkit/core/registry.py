@@ -124,7 +124,8 @@ class Registry(Mapping[str, T], Generic[T]):
         close = difflib.get_close_matches(self._normalize(str(name)), list(self._aliases), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
         tail = f" ({self._hint})" if self._hint else ""
-        return ValueError(f"unknown {self.kind} {name!r}{hint} valid {self.kind}s: {', '.join(sorted(self._aliases))}{tail}")
+        valid = ", ".join(sorted(self._aliases))
+        return ValueError(f"unknown {self.kind} {name!r}{hint} valid {self.kind}s: {valid}{tail}")
 
     def _describe(self, canon: str) -> str:
         entry = self._entries[canon]
