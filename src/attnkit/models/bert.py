@@ -18,45 +18,29 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.vocab import PAD
-from .layers import ACTIVATIONS, POSITIONAL, TransformerLayer, attention_options, check_common, check_int, init_gpt_style
+from .layers import ACTIVATIONS, POSITIONAL, StackConfig, TransformerLayer, attention_options, check_int, init_gpt_style
 from .losses import cross_entropy_metrics
-from .registry import ModelConfig, make_config, register_model
+from .registry import make_config, register_model
 
 __all__ = ["BERT", "BERTConfig", "EncoderOutput"]
 
 
 @dataclass(eq=False)
-class BERTConfig(ModelConfig):
-    """The fields of a :class:`BERT`: those of :class:`~attnkit.models.gpt.GPTConfig` (without
-    grouped-query heads and untied output), and ``num_classes``: build the classification head
-    (None: the masked-LM head)."""
+class BERTConfig(StackConfig):
+    """The fields of a :class:`BERT`: those of :class:`~attnkit.models.layers.StackConfig` (a shorter
+    block and dropout 0.1 by default), and ``num_classes``: build the classification head (None: the
+    masked-LM head)."""
 
     model = "bert"
 
-    vocab_size: int
     block_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    dim: int = 128
-    ffn_mult: int = 4
     dropout: float = 0.1
-    positional: str = "learned"
-    score: str = "scaled_dot"
-    window: Optional[int] = None
-    norm_first: bool = True
-    activation: str = "gelu"
-    bias: bool = True
     num_classes: Optional[int] = None
 
     def __post_init__(self) -> None:
-        check_int("vocab_size", self.vocab_size, minimum=2)
-        check_int("block_size", self.block_size)
-        check_int("num_layers", self.num_layers)
-        check_int("ffn_mult", self.ffn_mult)
+        super().__post_init__()
         if self.num_classes is not None:
             check_int("num_classes", self.num_classes, minimum=2)
-        check_common(dim=self.dim, num_heads=self.num_heads, dropout=self.dropout, positional=self.positional,
-                     score=self.score, window=self.window, activation=self.activation)
 
 
 class EncoderOutput(NamedTuple):

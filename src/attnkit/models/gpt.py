@@ -27,52 +27,25 @@ from torch import Tensor
 
 from ..nn.kv_cache import KVCache
 from . import decoding
-from .layers import POSITIONAL, TransformerLayer, attention_options, check_common, check_int, init_gpt_style
+from .layers import POSITIONAL, StackConfig, TransformerLayer, attention_options, check_int, init_gpt_style
 from .losses import cross_entropy_metrics
-from .registry import ModelConfig, make_config, register_model
+from .registry import make_config, register_model
 
 __all__ = ["GPT", "GPTConfig", "LMOutput"]
 
 
 @dataclass(eq=False)
-class GPTConfig(ModelConfig):
-    """The fields of a :class:`GPT`.
+class GPTConfig(StackConfig):
+    """The fields of a :class:`GPT`: those of :class:`~attnkit.models.layers.StackConfig`, and
 
-    vocab_size: V. block_size: the longest context (positions 0..block_size-1).
-    num_layers, num_heads, dim: depth, heads, width D; ffn_mult: FFN width = ffn_mult·D.
-    dropout: on embeddings, attention weights and residual branches.
-    positional: "learned" (GPT's), "sinusoidal", "rope", "alibi" or "none".
-    score: the attention score ("scaled_dot"; "additive", "general", "cosine" ...).
-    window: local attention, each position sees the previous ``window`` only.
-    norm_first: pre-norm (GPT-2) or post-norm. num_kv_heads: grouped-query attention.
+    num_kv_heads: grouped-query attention (None: one key/value head per query head).
     tie_weights: the output layer reads the token embedding.
     """
 
     model = "gpt"
 
-    vocab_size: int
-    block_size: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
-    dim: int = 128
-    ffn_mult: int = 4
-    dropout: float = 0.0
-    positional: str = "learned"
-    score: str = "scaled_dot"
-    window: Optional[int] = None
-    norm_first: bool = True
-    activation: str = "gelu"
-    bias: bool = True
     num_kv_heads: Optional[int] = None
     tie_weights: bool = True
-
-    def __post_init__(self) -> None:
-        check_int("vocab_size", self.vocab_size, minimum=2)
-        check_int("block_size", self.block_size)
-        check_int("num_layers", self.num_layers)
-        check_int("ffn_mult", self.ffn_mult)
-        check_common(dim=self.dim, num_heads=self.num_heads, dropout=self.dropout, positional=self.positional,
-                     score=self.score, window=self.window, activation=self.activation)
 
 
 class LMOutput(NamedTuple):

@@ -16,6 +16,7 @@ Shape legend: B batch, L query positions, S key positions, D model width.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -27,6 +28,7 @@ from ..core.scores import SCORES
 from ..nn.kv_cache import KVCache
 from ..nn.multihead import MultiHeadAttention
 from ..nn.positional import ALiBi, LearnedPositionalEncoding, RotaryEmbedding, SinusoidalPositionalEncoding
+from .registry import ModelConfig
 
 __all__ = ["POSITIONAL", "ACTIVATIONS", "FeedForward", "TransformerLayer", "init_gpt_style", "attention_options"]
 
@@ -97,6 +99,42 @@ def check_common(*, dim: int, num_heads: int, dropout: float, positional: str, s
         raise ValueError(f"positional='rope' rotates pairs of features: dim/num_heads = {dim // num_heads} must be even")
     if window is not None:
         check_int("window", window, minimum=0)
+
+
+@dataclass(eq=False)
+class StackConfig(ModelConfig):
+    """The fields a stack of Transformer layers over a token vocabulary shares (GPT's and BERT's).
+
+    vocab_size: V. block_size: the longest context (positions 0..block_size-1).
+    num_layers, num_heads, dim: depth, heads, width D; ffn_mult: FFN width = ffn_mult·D.
+    dropout: on embeddings, attention weights and residual branches.
+    positional: "learned", "sinusoidal", "rope", "alibi" or "none" (:data:`POSITIONAL`).
+    score: the attention score ("scaled_dot"; "additive", "general", "cosine" ...).
+    window: local attention, each position sees the previous ``window`` only.
+    norm_first: pre-norm (GPT-2) or post-norm. activation: of the FFN. bias: in every linear layer.
+    """
+
+    vocab_size: int
+    block_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    dim: int = 128
+    ffn_mult: int = 4
+    dropout: float = 0.0
+    positional: str = "learned"
+    score: str = "scaled_dot"
+    window: Optional[int] = None
+    norm_first: bool = True
+    activation: str = "gelu"
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        check_int("vocab_size", self.vocab_size, minimum=2)
+        check_int("block_size", self.block_size)
+        check_int("num_layers", self.num_layers)
+        check_int("ffn_mult", self.ffn_mult)
+        check_common(dim=self.dim, num_heads=self.num_heads, dropout=self.dropout, positional=self.positional,
+                     score=self.score, window=self.window, activation=self.activation)
 
 
 class FeedForward(nn.Module):
