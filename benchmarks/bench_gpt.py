@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     tokens = args.batch_size * args.block_size
     print(f"# baby GPT: {args.layers} layers, {args.heads} heads, {args.dim} dims, block {args.block_size}, "
           f"batch {args.batch_size}, {args.iters} iters, {args.threads} threads; vocab {V}, "
-          f"train {task.split_size('train'):,} chars, valid scored on {min(args.eval_tokens, task.split_size('valid')):,}")
+          f"train {task.split_size('train'):,} chars, "
+          f"valid scored on {min(args.eval_tokens, task.split_size('valid')):,}")
     for n, m in models.items():
         print(f"#   {n}: {sum(p.numel() for p in m.parameters()):,} parameters")
     t_start = time.perf_counter()

@@ -36,7 +36,7 @@ from typing import Callable
 import torch
 
 from attnkit.bench.timing import Summary, time_paired
-from attnkit.nn import AdditiveAttention, MultiheadAttention, MultiHeadAttention
+from attnkit.nn import AdditiveAttention, MultiHeadAttention, MultiheadAttention
 
 
 def _ms(s: Summary) -> dict[str, float]:
@@ -147,7 +147,8 @@ def main() -> None:
     rows = []
     for name in args.only or list(BENCHES):
         rows += BENCHES[name](args.repeats)
-    print(f"{'bench':9} {'config':38} {'mode':8} {'ours ms (p10-p90)':>22} {'peer ms (p10-p90)':>22} {'ratio':>6}  peer")
+    print(f"{'bench':9} {'config':38} {'mode':8} {'ours ms (p10-p90)':>22} {'peer ms (p10-p90)':>22} "
+          f"{'ratio':>6}  peer")
     for r in rows:
         cfg = ", ".join(f"{k}={r[k]}" for k in ("B", "N", "S", "E", "H", "D", "need_weights") if k in r)
         o, p = r["ours"], r["peer"]

@@ -40,7 +40,8 @@ def test_attention_means_a_mechanism_for_seq2seq_and_a_score_for_transformers():
 
 
 def test_model_options_translate_the_flags_per_model_kind():
-    assert presets.model_options("dates", "seq2seq", hidden_dim=32) == {"embed_dim": 32, "hidden_dim": 32, "dropout": 0.0}
+    expected = {"embed_dim": 32, "hidden_dim": 32, "dropout": 0.0}
+    assert presets.model_options("dates", "seq2seq", hidden_dim=32) == expected
     tf = presets.model_options("dates", "transformer", hidden_dim=48, attention="cosine")
     assert tf["dim"] == 48 and tf["score"] == "cosine" and "hidden_dim" not in tf
     with pytest.raises(ValueError, match="hidden_dim=16 and embed_dim=8 differ"):

@@ -51,8 +51,10 @@ def test_length_normalisation_prefers_the_longer_output():
 def test_a_batch_decodes_each_row_alone_and_max_len_bounds_it():
     hyps = beam_search(step, reorder, None, batch_size=3, beam_size=2, max_len=5, bos=BOS, eos=EOS, length_penalty=0.0)
     assert [h.tokens for h in hyps] == [[], [], []]
-    [h] = greedy_search(lambda s, y: (TABLE[torch.full_like(y, A)].index_fill(-1, torch.tensor([EOS]), -math.inf), s, None),
-                        None, batch_size=1, max_len=4, bos=BOS, eos=EOS)
+    def never_ends(s, y):
+        return TABLE[torch.full_like(y, A)].index_fill(-1, torch.tensor([EOS]), -math.inf), s, None
+
+    [h] = greedy_search(never_ends, None, batch_size=1, max_len=4, bos=BOS, eos=EOS)
     assert h.tokens == [A] * 4 and not h.finished and h.extras is None
 
 

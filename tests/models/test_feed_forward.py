@@ -19,6 +19,8 @@ def test_feed_forward_activation_function_matches_the_module(name: str) -> None:
     # relu by hand: W2 relu(W1 x + b1) + b2 with W1 = 0, W2 = 1, b2 = 0
     if name == "relu":
         with torch.no_grad():
-            ff.fc.weight.zero_(); ff.fc.bias.copy_(torch.tensor([1.0, -1.0, 2.0, 0.0, -3.0, 0.5]))
-            ff.proj.weight.fill_(1.0); ff.proj.bias.zero_()
+            ff.fc.weight.zero_()
+            ff.fc.bias.copy_(torch.tensor([1.0, -1.0, 2.0, 0.0, -3.0, 0.5]))
+            ff.proj.weight.fill_(1.0)
+            ff.proj.bias.zero_()
         assert ff(torch.zeros(1, 1, 4)).flatten().tolist() == [3.5] * 4  # 1 + 2 + 0.5

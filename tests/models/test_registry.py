@@ -1,4 +1,5 @@
-"""The model registry and the config dataclasses: JSON round trip, clear errors for unknown names and fields."""
+"""The model registry and the config dataclasses: JSON round trip, clear errors for unknown names
+and fields."""
 
 from __future__ import annotations
 
@@ -7,15 +8,27 @@ import json
 
 import pytest
 
-from attnkit.models import (BERT, GPT, MODELS, BERTConfig, GPTConfig, Seq2Seq, Seq2SeqConfig, Transformer,
-                            TransformerConfig, build_model, list_models)
+from attnkit.models import (
+    BERT,
+    GPT,
+    MODELS,
+    BERTConfig,
+    GPTConfig,
+    Seq2Seq,
+    Seq2SeqConfig,
+    Transformer,
+    TransformerConfig,
+    build_model,
+    list_models,
+)
 
 
 @pytest.mark.parametrize("cls,cfg", [
     (GPT, GPTConfig(23, dim=16, num_heads=2)),
     (BERT, BERTConfig(23, dim=16, num_heads=2, num_classes=3)),
     (Transformer, TransformerConfig(9, 9, dim=16, num_heads=2)),
-    (Seq2Seq, Seq2SeqConfig(9, 9, attention="local-m", embed_dim=8, hidden_dim=16, attention_options={"half_width": 2})),
+    (Seq2Seq, Seq2SeqConfig(9, 9, attention="local-m", embed_dim=8, hidden_dim=16,
+                            attention_options={"half_width": 2})),
 ])
 def test_config_is_a_dataclass_that_reads_as_its_json(cls, cfg):
     model = cls(cfg)

@@ -35,7 +35,8 @@ class _Dec(torch.nn.Module):
 
 def _task():
     vocab = SimpleNamespace(stoi={c: i for i, c in enumerate("xyz")}, tokens=lambda s: list(s))
-    return SimpleNamespace(encode_source=lambda t: [0] * len(t), normalize=lambda t: t, tgt_vocab=vocab, src_vocab=vocab)
+    return SimpleNamespace(encode_source=lambda t: [0] * len(t), normalize=lambda t: t, tgt_vocab=vocab,
+                           src_vocab=vocab)
 
 
 def test_plot_heads_grid_and_a_missing_layer(tmp_path):
