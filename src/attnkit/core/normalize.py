@@ -74,10 +74,14 @@ def _row_max(s: Tensor) -> Tensor:
 
 
 def logsumexp_safe(s: Tensor) -> Tensor:
-    """logsumexp over the last dim; -inf for a row of -inf (no NaN, zero grads)."""
+    """logsumexp over the last dim; -inf for a row of -inf, with zero gradients (never NaN)."""
     m = _row_max(s)
     z = torch.exp(s - m).sum(-1, keepdim=True)
-    return (m + torch.log(z)).squeeze(-1)
+    some = z > 0
+    # log of 1, not of 0, on an empty row: log's backward 0 / 0 would be NaN there, and would reach
+    # the scores through a float (-inf) mask, which adds instead of cutting the gradient
+    lse = m + torch.log(torch.where(some, z, torch.ones_like(z)))
+    return torch.where(some, lse, torch.full_like(lse, float("-inf"))).squeeze(-1)
 
 
 def safe_softmax(s: Tensor) -> Tensor:
@@ -121,7 +125,11 @@ class Softmax(Normalizer):
 
 @register_normalizer("sparsemax")
 class Sparsemax(Normalizer):
-    """Martins & Astudillo 2016 (arXiv:1602.02068): ``w = max(s - τ, 0)``, Σ w = 1."""
+    """Martins & Astudillo 2016 (arXiv:1602.02068): ``w = max(s - τ, 0)``, Σ w = 1.
+
+    Jacobian ``diag(u) - u uᵀ / |u|``, u the indicator of s > τ (an entry at τ is a zero); values and
+    gradients match the reference ``entmax.sparsemax`` (tests/functional/test_normalizer_reference.py).
+    """
 
     def __call__(self, scores, *, generator=None):
         s = scores - _row_max(scores)
@@ -134,7 +142,11 @@ class Sparsemax(Normalizer):
         k_z = support.sum(-1, keepdim=True)  # (..., 1) support size, 0 for empty rows
         idx = (k_z - 1).clamp_min(0)
         tau = (csum.gather(-1, idx) - 1) / k_z.clamp_min(1).to(s.dtype)
-        w = torch.clamp(torch.where(torch.isfinite(s), s, torch.full_like(s, -1e30)) - tau, min=0)
+        xf = torch.where(torch.isfinite(s), s, torch.full_like(s, -1e30))
+        # only entries strictly above τ move with s: one sitting exactly at τ (s = [1, 0]) is a zero
+        # of the output and gets the zero entry's Jacobian row, as in the reference (clamp(min=0)
+        # would pass its gradient through and shift τ by it)
+        w = torch.where(xf > tau, xf - tau, torch.zeros_like(xf))
         return torch.where(k_z > 0, w, torch.zeros_like(w)), None
 
 
@@ -142,7 +154,8 @@ class Sparsemax(Normalizer):
 class Entmax15(Normalizer):
     """Peters et al. 2019 (arXiv:1905.05702) 1.5-entmax: ``w = max(s/2 - τ, 0)²``, Σ w = 1.
 
-    Exact sort-based τ (their Algorithm 2).
+    Exact sort-based τ (their Algorithm 2); values and gradients match the reference
+    ``entmax.entmax15``, whose Jacobian (in s) is ``diag(r) - r rᵀ / Σ r`` with r = √w.
     """
 
     def __call__(self, scores, *, generator=None):
@@ -155,7 +168,13 @@ class Entmax15(Normalizer):
         mean_sq = (srt0 * srt0).cumsum(-1) / rho
         ss = rho * (mean_sq - mean * mean)
         delta = (1 - ss) / rho
-        tau = mean - torch.sqrt(delta.clamp_min(0))
+        # sqrt has an infinite slope at 0: where δ is exactly 0 (ties, integer scores: x = [0, 0, -1, -1]
+        # at ρ = 4) the gather's zero gradient times it is 0·∞ = NaN. δ > 0 at the support size, so the
+        # positions with δ = 0 never give τ* and their gradient is 0 (δ = 0 at the support size would make
+        # its entries all equal to the mean, and then δ = 1/ρ).
+        pos = delta > 0
+        root = torch.where(pos, torch.sqrt(torch.where(pos, delta, torch.ones_like(delta))), torch.zeros_like(delta))
+        tau = mean - root
         support = fin & (tau <= srt0)
         size = support.sum(-1, keepdim=True)
         tau_star = tau.gather(-1, (size - 1).clamp_min(0))
@@ -225,8 +244,11 @@ class Gumbel(Normalizer):
         self.hard = bool(hard)
 
     def __call__(self, scores, *, generator=None):
-        y = safe_softmax((scores + _gumbel_noise(scores, generator)) / self.tau)
-        choice = _one_hot_argmax(y.detach())
+        z = (scores + _gumbel_noise(scores, generator)) / self.tau
+        y = safe_softmax(z)
+        # the argmax of z, not of y: an empty row keeps its -inf in z (no choice, weights 0), while
+        # its y is all 0, whose argmax would pick key 0
+        choice = _one_hot_argmax(z.detach())
         w = choice + y - y.detach() if self.hard else y
         return w, _log_prob_of(scores, choice)
 

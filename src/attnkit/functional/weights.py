@@ -9,6 +9,11 @@ the tiles of :mod:`attnkit.backends.tiles`:
 * :func:`column_sums`: Σ_i w_ij, the total attention each key receives
   (coverage, "which source tokens were read"), in O(B·H·(L + S)) memory.
 
+Both are diagnostics: they run under ``torch.no_grad()`` and return tensors with no
+``grad_fn``, even for inputs that require grad (an autograd graph over every tile would
+hold the (L, S) scores, times D for the additive score, that they exist to avoid). For
+weights to differentiate, use ``attention(..., return_weights=True)``.
+
 Shape legend: B batch, H heads, L queries, S keys.
 """
 
@@ -86,6 +91,7 @@ def _project(spec: AttentionSpec, heads: Sequence[int] | None) -> tuple[Attentio
     return sub, qp[:, idx], kp[:, idx], params
 
 
+@torch.no_grad()
 def attention_weights(
     query: Tensor,
     key: Tensor,
@@ -101,7 +107,8 @@ def attention_weights(
 
     Takes the arguments of :func:`attnkit.functional.attention` (score, mask,
     causal, score_mod, ...). Returns (B, len(heads), stop - start, S), or
-    (B, stop - start, S) for 3-D inputs; memory O(that + B·H·(L + S)·D).
+    (B, stop - start, S) for 3-D inputs; memory O(that + B·H·(L + S)·D). Not differentiable:
+    computed under ``torch.no_grad()`` (see the module docstring).
 
     Example::
 
@@ -118,6 +125,7 @@ def attention_weights(
     return w.squeeze(1) if three_d else w
 
 
+@torch.no_grad()
 def column_sums(
     query: Tensor,
     key: Tensor,
@@ -131,7 +139,9 @@ def column_sums(
 
     Two passes over (block_q, block_k) tiles (the row log-sum-exp, then the
     weights summed over rows); never holds an (L, S) tensor. Same arguments as
-    :func:`attnkit.functional.attention`. A fully masked row adds nothing.
+    :func:`attnkit.functional.attention`. A fully masked row adds nothing. Not
+    differentiable: computed under ``torch.no_grad()``, so inputs that require grad build
+    no graph (see the module docstring).
     """
     three_d = query.dim() == 3
     spec = _spec(query, key, value, kwargs)
