@@ -47,6 +47,7 @@ import torch
 from ..presets import train_options
 from .checkpoint import (
     CheckpointError,
+    check_state,
     load_checkpoint,
     optimizer_from_tensors,
     optimizer_to_tensors,
@@ -385,6 +386,7 @@ def restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, tensors: M
     The optimizer keeps the kernel it was made with: a run saved by the multi-tensor AdamW
     resumes on the fused one.
     """
+    check_state(model, optimizer, tensors, optimizer_rest)  # every key, shape and dtype, before any is used
     fused = [g.get("fused") for g in optimizer.param_groups]
     model.load_state_dict({k: v.to(device) for k, v in split_prefix(dict(tensors), "model").items()})
     optim = {k: v.to(device) for k, v in tensors.items() if k.startswith("optim/")}

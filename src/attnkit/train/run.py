@@ -5,23 +5,31 @@ safetensors, rebuilds the task with :func:`attnkit.data.get_task` and the
 model with :func:`attnkit.models.build_model`, and loads the weights. The
 vocabularies saved with the checkpoint win over the rebuilt ones, so a run
 keeps working if a data package changes.
+
+Nothing in a run directory is trusted: the task options, vocabularies and model config are
+bounded by :func:`attnkit.train.checkpoint.load_checkpoint`; the model is first built on the
+meta device (no memory) and its tensors' keys, shapes and dtypes are held against the file's
+before the real model is built; each failure is one :class:`CheckpointError` naming the file.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
 from ..data import get_task
 from ..data.vocab import Vocab
 from ..models import build_model
-from .checkpoint import CheckpointError, checkpoint_exists, load_checkpoint, split_prefix
+from .checkpoint import CheckpointError, check_model_tensors, checkpoint_exists, load_checkpoint, split_prefix
 from .loop import train
 
-__all__ = ["load_run", "resume_run", "default_run_dir", "task_from_meta"]
+__all__ = ["load_run", "resume_run", "default_run_dir", "task_from_meta", "model_from_meta"]
+
+#: (vocabulary side, the config field that sizes its embedding)
+_VOCAB_FIELDS = (("src_vocab", "src_vocab_size"), ("tgt_vocab", "tgt_vocab_size"), ("vocab", "vocab_size"))
 
 
 def default_run_dir(task: str, tag: str | None = None, *, root: str | Path = "runs") -> Path:
@@ -35,31 +43,65 @@ def default_run_dir(task: str, tag: str | None = None, *, root: str | Path = "ru
     return path
 
 
-def task_from_meta(meta: dict[str, Any]) -> Any:
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+def task_from_meta(meta: dict[str, Any], *, source: str = "the checkpoint") -> Any:
     """The task a checkpoint was trained on, with the vocabularies saved beside it."""
     info = meta.get("task")
     if not isinstance(info, dict) or "name" not in info:
-        raise CheckpointError("the checkpoint does not say which task it was trained on ('task' is missing)")
+        raise CheckpointError(f"{source}: it does not say which task it was trained on ('task' is missing)")
     opts = dict(info.get("options", {}))
-    task = get_task(info["name"], **opts)
+    try:
+        task = get_task(info["name"], **opts)
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{source}: its task cannot be rebuilt ({_first_line(e)})") from None
     for side, obj in meta.get("vocab", {}).items():
-        setattr(task, side, Vocab.from_json(obj))
+        try:
+            setattr(task, side, Vocab.from_json(obj))
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(f"{source}: vocab.{side} is not a vocabulary ({_first_line(e)})") from None
     return task
 
 
-def load_run(run_dir: str | Path, *, which: str = "best", device: str | torch.device = "cpu") -> tuple[Any, torch.nn.Module, dict[str, Any]]:
+def model_from_meta(meta: dict[str, Any], tensors: Mapping[str, torch.Tensor]) -> torch.nn.Module:
+    """The model of ``meta["config"]``, built only once its tensors are known to fit ``tensors``."""
+    source = getattr(tensors, "source", "the checkpoint")
+    cfg = meta["config"]
+    for side, field in _VOCAB_FIELDS:
+        toks = meta.get("vocab", {}).get(side, {}).get("tokens")
+        size = cfg.get(field)
+        if toks is not None and isinstance(size, int) and len(toks) > size:
+            raise CheckpointError(f"{source}: vocab.{side} has {len(toks)} tokens but config.{field} is {size}; "
+                                  "its ids would index past the embedding")
+    try:
+        with torch.device("meta"):  # shapes only, no memory: a config cannot allocate before it is checked
+            probe = build_model(dict(cfg))
+    except Exception:  # noqa: BLE001 - a model that cannot be built on meta is checked after the real build
+        probe = None
+    if probe is not None:
+        check_model_tensors(probe, tensors)
+    try:
+        model = build_model(dict(cfg))
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{source}: its model config cannot be built ({_first_line(e)})") from None
+    if probe is None:
+        check_model_tensors(model, tensors)
+    return model
+
+
+def load_run(run_dir: str | Path, *, which: str = "best",
+             device: str | torch.device = "cpu") -> tuple[Any, torch.nn.Module, dict[str, Any]]:
     """(task, model in eval mode, checkpoint meta) of a run directory."""
     run_dir = Path(run_dir)
     if which == "best" and not checkpoint_exists(run_dir, "best") and checkpoint_exists(run_dir, "last"):
         which = "last"
     tensors, meta = load_checkpoint(run_dir, which)
-    task = task_from_meta(meta)
-    model = build_model(dict(meta["config"]))
-    try:
-        model.load_state_dict(split_prefix(tensors, "model"))
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        raise CheckpointError(f"{run_dir}/{which}.json: the weights do not fit the saved model config ({first[0] if first else e})") from None
+    task = task_from_meta(meta, source=tensors.source)
+    model = model_from_meta(meta, tensors)
+    model.load_state_dict(split_prefix(tensors, "model"))
     model.to(device).eval()
     return task, model, meta
 
@@ -67,7 +109,12 @@ def load_run(run_dir: str | Path, *, which: str = "best", device: str | torch.de
 def resume_run(run_dir: str | Path, **overrides: Any) -> dict[str, Any]:
     """Continue ``run_dir`` from its last checkpoint (``steps=`` extends the budget)."""
     tensors, meta = load_checkpoint(run_dir, "last")
-    task = task_from_meta(meta)
-    model = build_model(dict(meta["config"]))
-    seed = meta["train"]["state"]["seed"]
-    return train(task, model, out_dir=run_dir, resume=True, seed=seed, **overrides)
+    state = meta.get("train", {}).get("state", {})
+    if "seed" not in state or not isinstance(meta["train"].get("optimizer"), dict):
+        raise CheckpointError(f"{tensors.source}: it holds no training state (train.state.seed, train.optimizer); "
+                              "a 'best' record cannot be resumed")
+    task = task_from_meta(meta, source=tensors.source)
+    model = model_from_meta(meta, tensors)
+    if checkpoint_exists(run_dir, "best"):  # the end of the run loads its weights into this model
+        check_model_tensors(model, load_checkpoint(run_dir, "best")[0])
+    return train(task, model, out_dir=run_dir, resume=True, seed=state["seed"], **overrides)
