@@ -9,6 +9,9 @@ additive score, the (B, H, L, S, D) tanh tensor).
 :func:`apply_masks` is also the one place that turns a spec's mask, causal flag,
 ``mask_mod`` and ``score_mod`` into scores for a block of queries and keys, so
 tiled kernels reuse it on their tiles.
+
+:func:`no_keys` is the one rule for a call with no keys at all (S = 0), which
+``attention()`` applies before any backend or normalizer runs.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from .masks import CAUSAL_ALIGNMENTS, mask_index
 from .normalize import logsumexp_safe
 from .spec import AttentionResult, AttentionSpec, index_grids
 
-__all__ = ["run", "apply_masks", "expand_kv", "dropout"]
+__all__ = ["run", "apply_masks", "expand_kv", "dropout", "no_keys"]
 
 
 def expand_kv(x: Tensor, groups: int) -> Tensor:
@@ -93,4 +96,28 @@ def run(spec: AttentionSpec, *, dtype: torch.dtype | None = torch.float64) -> At
         weights=w.to(in_dtype) if spec.return_weights else None,
         log_prob=log_prob,
         lse=lse,
+    )
+
+
+def no_keys(spec: AttentionSpec) -> AttentionResult:
+    """The result of a call with no keys (S = 0): every row is a row with no allowed key.
+
+    Output 0 (B, H, L, Ev), weights (B, H, L, 0), log_prob 0 (B, H, L) for a stochastic
+    normalizer, lse -inf; no normalizer runs (there is nothing to normalise). The output
+    is ``w @ v`` over the empty (B, H, L, 0) scores, so it stays connected to query, key,
+    value, the score's parameters and a float mask, whose gradients are finite zeros.
+    """
+    q = spec.query
+    k = expand_kv(spec.key, spec.groups)  # (B, H, 0, Ek)
+    v = expand_kv(spec.value, spec.groups)  # (B, H, 0, Ev)
+    qp, kp = spec.score.project(q, k)
+    s = spec.score.pairwise(qp, kp, *spec.score.params()) * spec.scale  # (B, H, L, 0)
+    w = apply_masks(spec, s).to(q.dtype)  # still (B, H, L, 0): no element, nothing to normalise
+    out = w @ v.to(q.dtype)  # (B, H, L, Ev): a sum over no keys, 0
+    lse = torch.full(out.shape[:-1], float("-inf"), dtype=out.dtype, device=out.device)
+    return AttentionResult(
+        output=out,
+        weights=w if spec.return_weights else None,
+        log_prob=w.sum(-1) if spec.normalizer.stochastic else None,  # (B, H, L), 0
+        lse=lse if spec.normalizer.is_softmax else None,
     )
