@@ -75,3 +75,26 @@ def test_nan_on_the_plain_call_gives_nan():
         rest = torch.ones(B, H, L, dtype=torch.bool)
         rest[0, 1, 2] = False
         assert torch.isfinite(out[rest]).all()
+
+
+@pytest.mark.parametrize("normalizer", ["softmax", "sparsemax", "entmax15", "argmax", "sample", "gumbel"])
+def test_nan_in_gives_nan_out_on_every_normalizer(normalizer):
+    """A NaN query row gives a NaN output row (and NaN log_prob) whatever the normalizer; the
+    other rows are untouched and a row with no allowed key stays 0."""
+    stochastic = normalizer in ("sample", "gumbel")
+    q, k, v = torch.randn(B, H, L, E), torch.randn(B, H, S, E), torch.randn(B, H, S, E)
+    mask = torch.ones(B, 1, L, S, dtype=torch.bool)
+    mask[1, 0, 0] = False
+    q_nan = q.clone()
+    q_nan[0, 1, 2, 3] = float("nan")
+    q_nan[1, 0, 0] = float("nan")  # a row with no allowed key
+    kw = dict(normalizer=normalizer, mask=mask, return_weights=True, return_log_prob=stochastic)
+    out, w, *lp = attention(q_nan, k, v, generator=torch.Generator().manual_seed(0), **kw)
+    ref, *_ = attention(q, k, v, generator=torch.Generator().manual_seed(0), **kw)
+    assert torch.isnan(out[0, 1, 2]).all() and torch.isnan(w[0, 1, 2]).all()
+    assert torch.equal(out[1, :, 0], torch.zeros(H, E)) and torch.equal(w[1, :, 0], torch.zeros(H, S))
+    rest = torch.ones(B, H, L, dtype=torch.bool)
+    rest[0, 1, 2] = False
+    torch.testing.assert_close(out[rest], ref[rest])
+    if stochastic:
+        assert torch.isnan(lp[0][0, 1, 2]) and torch.isfinite(lp[0][rest]).all()

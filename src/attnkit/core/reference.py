@@ -23,7 +23,7 @@ from .masks import CAUSAL_ALIGNMENTS, mask_index
 from .normalize import logsumexp_safe
 from .spec import AttentionResult, AttentionSpec, index_grids
 
-__all__ = ["run", "apply_masks", "expand_kv", "dropout", "no_keys"]
+__all__ = ["run", "apply_masks", "expand_kv", "dropout", "no_keys", "keep_nan"]
 
 
 def expand_kv(x: Tensor, groups: int) -> Tensor:
@@ -67,6 +67,18 @@ def dropout(w: Tensor, p: float, generator: torch.Generator | None) -> Tensor:
     return w * keep.to(w.dtype) / (1.0 - p)
 
 
+def keep_nan(s: Tensor, w: Tensor, log_prob: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """NaN in, NaN out after a normalizer: rows whose scores s (.., L, S) hold a NaN get NaN weights
+    (and log_prob). Softmax propagates NaN by itself; sparsemax, entmax15 and sample read a NaN
+    score as a forbidden key and would return a silent 0 for such a row."""
+    bad = torch.isnan(s).any(-1, keepdim=True)  # (.., L, 1)
+    nan = torch.full((), float("nan"), dtype=w.dtype, device=w.device)
+    w = torch.where(bad, nan, w)
+    if log_prob is not None:
+        log_prob = torch.where(bad.squeeze(-1), nan.to(log_prob.dtype), log_prob)
+    return w, log_prob
+
+
 def run(spec: AttentionSpec, *, dtype: torch.dtype | None = torch.float64) -> AttentionResult:
     """Materialised attention. ``dtype``: compute in it (float64 for the oracle);
     ``None`` computes in the input dtype (float32 for half inputs' softmax)."""
@@ -88,6 +100,8 @@ def run(spec: AttentionSpec, *, dtype: torch.dtype | None = torch.float64) -> At
     s = apply_masks(spec, s.to(work_norm))
 
     w, log_prob = spec.normalizer(s, generator=spec.generator)
+    if not spec.normalizer.is_softmax:
+        w, log_prob = keep_nan(s, w, log_prob)
     lse = logsumexp_safe(s) if spec.normalizer.is_softmax else None
     w_drop = dropout(w, spec.dropout_p, spec.generator)
     out = w_drop.to(work) @ v  # (B, H, L, Ev)
