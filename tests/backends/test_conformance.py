@@ -19,9 +19,9 @@ import torch
 
 from attnkit.backends import BACKENDS, chunked_attention, get_backend
 from attnkit.core import reference
-from attnkit.functional import build_spec
 from attnkit.core.masks import gaussian_bias, window_mask
 from attnkit.core.scores import Score
+from attnkit.functional import attention, build_spec
 from tests.tolerances import TOL, assert_close
 
 B, H, L, S, E, EV, D = 2, 2, 5, 7, 4, 3, 6
@@ -211,3 +211,123 @@ def test_grouped_query_attention(runner):
     gb = torch.autograd.grad(ref.sum(), (q, k, v))
     for a, b in zip(ga, gb):
         assert_close(a, b)
+
+
+# --- edge inputs: the same rule on every backend (README, "The functional core") ---
+
+
+def _runner_backend(runner):
+    return get_backend("chunked" if runner.startswith("chunked") else runner)
+
+
+@pytest.mark.parametrize("shape", [(S,), ()], ids=["key_mask_1d", "scalar_0d"])
+@pytest.mark.parametrize("runner", sorted(RUNNERS))
+def test_one_dim_and_scalar_masks_broadcast_like_sdpa(runner, shape):
+    """A (S,) mask is one key mask for every batch, head and query; a 0-d mask applies everywhere
+    (torch SDPA's broadcasting). Each equals the (B, H, L, S) mask it broadcasts to."""
+    backend = _runner_backend(runner)
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(B, H, L, E, generator=g)
+    k = torch.randn(B, H, S, E, generator=g)
+    v = torch.randn(B, H, S, EV, generator=g)
+    cases = [torch.tensor([True, False, True, True, False, True, True]), torch.arange(S) * -0.5] if shape else \
+        [torch.tensor(True), torch.tensor(False), torch.tensor(-2.0)]
+    for m in cases:
+        assert m.shape == shape
+        spec = build_spec(q, k, v, mask=m, return_weights=backend.supports_weights)
+        if backend.not_supported_reasons(spec):
+            pytest.skip(f"{runner} refuses")
+        got = RUNNERS[runner](spec)
+        ref = reference.run(build_spec(q.double(), k.double(), v.double(), mask=m.expand(B, H, L, S).clone(),
+                                       return_weights=True))
+        assert_close(got.output, ref.output, torch.float32)
+        if got.weights is not None:
+            assert_close(got.weights, ref.weights, torch.float32)
+    # hand-worked: the all-forbidding scalar gives output 0 (every row empty), the (S,) mask never
+    # gives weight to keys 1 and 4
+    if shape:
+        w = RUNNERS[runner](build_spec(q, k, v, mask=cases[0], return_weights=True)).weights
+        if w is not None:
+            assert torch.equal(w[..., [1, 4]], torch.zeros(B, H, L, 2))
+            torch.testing.assert_close(w.sum(-1), torch.ones(B, H, L))
+    else:
+        out = RUNNERS[runner](build_spec(q, k, v, mask=cases[1])).output
+        assert torch.equal(out, torch.zeros(B, H, L, EV))
+
+
+@pytest.mark.parametrize("normalizer", ["softmax", "sparsemax", "entmax15", "argmax", "sample", "gumbel"])
+@pytest.mark.parametrize("score_name", ["scaled_dot", "additive", "location", "user"])
+@pytest.mark.parametrize("backend", ["auto", *sorted(BACKENDS)])
+def test_no_keys_gives_zeros_and_zero_gradients(backend, score_name, normalizer):
+    """S = 0 is a call whose every row has no allowed key: output 0 (B, H, L, Ev), weights
+    (B, H, L, 0), log_prob 0, finite zero gradients, whatever the backend, score, normalizer."""
+    score, params, ptensors = make_score(score_name, torch.float32, torch.Generator().manual_seed(1))
+    q = torch.randn(B, H, L, E, requires_grad=True)
+    k = torch.randn(B, H, 0, E, requires_grad=True)
+    v = torch.randn(B, H, 0, EV, requires_grad=True)
+    stochastic = normalizer in ("sample", "gumbel")
+    kwargs = dict(score=score, score_params=params, normalizer=normalizer, return_weights=True,
+                  return_log_prob=stochastic, mask=torch.ones(B, 1, L, 1, dtype=torch.bool))
+    if backend != "auto" and get_backend(backend).not_supported_reasons(build_spec(q, k, v, **kwargs)):
+        with pytest.raises(ValueError, match=f"backend '{backend}' cannot run this call"):
+            attention(q, k, v, backend=backend, **kwargs)
+        return
+    out, w, *lp = attention(q, k, v, backend=backend, **kwargs)
+    assert torch.equal(out, torch.zeros(B, H, L, EV)) and w.shape == (B, H, L, 0)
+    if stochastic:
+        assert torch.equal(lp[0], torch.zeros(B, H, L))
+    loss = out.sum() + w.sum() + (lp[0].sum() if stochastic else 0)
+    grads = torch.autograd.grad(loss, [q, k, v, *ptensors], allow_unused=True)  # location never reads k
+    assert torch.equal(grads[0], torch.zeros(B, H, L, E))  # q is always reached: a zero, not a missing, gradient
+    for gr, t in zip(grads, [q, k, v, *ptensors]):
+        assert gr is None or (gr.shape == t.shape and torch.equal(gr, torch.zeros_like(t)))
+
+
+def test_no_keys_in_chunked_kernel_itself():
+    """The kernel behind ``chunked``, called directly, follows the same rule (one empty key block)."""
+    q = torch.randn(B, H, L, E, requires_grad=True)
+    k, v = torch.randn(B, H, 0, E), torch.randn(B, H, 0, EV)
+    r = chunked_attention(build_spec(q, k, v, return_weights=True))
+    assert torch.equal(r.output, torch.zeros(B, H, L, EV)) and r.weights.shape == (B, H, L, 0)
+    r.output.sum().backward()
+    assert torch.equal(q.grad, torch.zeros(B, H, L, E))
+
+
+@pytest.mark.parametrize("score_name", ["scaled_dot", "additive"])
+@pytest.mark.parametrize("runner", sorted(RUNNERS))
+def test_nan_in_gives_nan_out(runner, score_name):
+    """NaN in, NaN out, never a silent 0: a NaN in query row i makes output row i NaN (other rows
+    keep the reference's numbers); a NaN in a value every row attends makes every row NaN; a row
+    with no allowed key stays 0 (the mask wins). check_finite=True refuses such inputs instead."""
+    backend = _runner_backend(runner)
+    g = torch.Generator().manual_seed(4)
+    score, params, _ = make_score(score_name, torch.float32, torch.Generator().manual_seed(1))
+    params = None if params is None else {n: t.detach() for n, t in params.items()}
+    q = torch.randn(B, H, L, E, generator=g)
+    k = torch.randn(B, H, S, E, generator=g)
+    v = torch.randn(B, H, S, EV, generator=g)
+    q_nan = q.clone()
+    q_nan[0, 1, 2, 0] = float("nan")
+    q_nan[1, 0, 3] = float("nan")  # row (1, 0, 3) has no allowed key below
+    mask = torch.ones(B, 1, L, S, dtype=torch.bool)
+    mask[1, 0, 3] = False
+    ref = reference.run(build_spec(q, k, v, score=score, score_params=params, mask=mask, return_weights=True))
+    rest = torch.ones(B, H, L, dtype=torch.bool)
+    rest[0, 1, 2] = False
+    for weights in (False, True):  # the fused path, and the path that also builds the weights
+        spec = build_spec(q_nan, k, v, score=score, score_params=params, mask=mask, return_weights=weights)
+        if backend.not_supported_reasons(spec):
+            pytest.skip(f"{runner} refuses")
+        got = RUNNERS[runner](spec)
+        assert torch.isnan(got.output[0, 1, 2]).all()
+        if weights:
+            assert torch.isnan(got.weights[0, 1, 2]).all()
+            assert torch.equal(got.weights[1, :, 3], torch.zeros(H, S))
+        assert torch.equal(got.output[1, :, 3], torch.zeros(H, EV))
+        assert_close(got.output[rest], ref.output[rest], torch.float32)
+
+    v_nan = v.clone()
+    v_nan[0, 0, 4, 1] = float("nan")
+    got = RUNNERS[runner](build_spec(q, k, v_nan, score=score, score_params=params))
+    assert torch.isnan(got.output[0, 0, :, 1]).all()
+    assert torch.isfinite(got.output[1]).all() and torch.isfinite(got.output[0, 1]).all()

@@ -38,7 +38,8 @@ def test_triton_kernels_match_reference_under_interpreter():
     env.pop("PYTEST_XDIST_WORKER", None)
     cmd = [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider",
            str(ROOT / "tests/backends/test_conformance.py"),
-           "-k", "triton and (float32 or grouped or empty_rows_give) and not cosine and not location"]
+           "-k", "triton and (float32 or grouped or empty_rows_give or nan_in or one_dim) "
+           "and not cosine and not location"]
     r = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     tail = r.stdout[-3000:] + r.stderr[-2000:]
     assert r.returncode == 0, tail

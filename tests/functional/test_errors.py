@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnkit.functional import attention, masks
 from attnkit.core.normalize import Gumbel
 from attnkit.core.scores import Additive, Cosine, General, Location
+from attnkit.functional import attention, masks
 
 q4 = torch.randn(2, 2, 3, 4)
 k4 = torch.randn(2, 2, 5, 4)
@@ -35,6 +35,15 @@ CASES = [
     (lambda: attention(q4, k4, v4, return_log_prob=True), ValueError, "stochastic normalizer"),
     (lambda: attention(q4.masked_fill(q4 > 1, float("nan")), k4, v4, check_finite=True), ValueError,
      "query contains NaN"),
+    (lambda: attention(q4, k4, v4, mask=torch.tensor([0.0, float("nan"), 0.0, 0.0, 0.0]), check_finite=True),
+     ValueError, "mask contains NaN or +inf"),
+    (lambda: attention(q4, k4, v4, mask=torch.full((3, 5), float("inf")), check_finite=True), ValueError,
+     "mask contains NaN or +inf"),
+    (lambda: attention(q4, k4, v4, score="general", score_params={"weight": torch.full((4, 4), float("nan"))},
+                       check_finite=True), ValueError, "score parameter 'weight' of the 'general' score"),
+    (lambda: attention(q4, k4, v4, score=Additive(torch.randn(8, 4), torch.randn(8, 4),
+                                                  torch.tensor([float("inf")] * 8)), check_finite=True),
+     ValueError, "score parameter 'v' of the 'additive' score contains NaN or inf"),
     (lambda: attention(q4, k4, v4, score=General(torch.randn(4, 3))), ValueError, "must be (4, 4)"),
     (lambda: attention(q4, k4, v4, score=Additive(torch.randn(8, 3), torch.randn(8, 4), torch.randn(8))),
      ValueError, "w_q must be (D, 4)"),
@@ -55,6 +64,13 @@ def test_error_names_argument_and_fix(call, exc, message):
     with pytest.raises(exc) as info:
         call()
     assert message in str(info.value)
+
+
+def test_check_finite_lets_a_float_mask_forbid_keys_with_minus_inf():
+    m = torch.zeros(3, 5)
+    m[:, 0] = float("-inf")
+    out = attention(q4, k4, v4, mask=m, check_finite=True)
+    torch.testing.assert_close(out, attention(q4, k4, v4, mask=m))
 
 
 def test_forced_backend_lists_reasons():

@@ -24,6 +24,11 @@ SDPA returns NaN for them on some kernels, so when the mask leaves a row with
 no allowed key we let that row attend everywhere (no NaN can arise) and zero
 its output afterwards; the zeroed output sends zero gradients back.
 
+NaN in, NaN out: without a mask, torch's CPU flash kernel returns 0 for a query row
+whose scores are all NaN (a NaN in the query row), where every other path returns NaN;
+:func:`keep_nan_rows` adds ``0 · clamp(max(q row), -1, 1)`` (0, or NaN for such a row)
+to the output so this backend agrees.
+
 Refused (with reasons): scores that are not dot products, normalizers other
 than softmax, ``score_mod`` / ``mask_mod`` (use the ``chunked`` backend, or pass
 the bias as a float mask). ``return_weights=True`` without dropout computes
@@ -57,7 +62,7 @@ from .base import Backend, register_backend
 from .math import materialised_bytes
 from .weights import materialise_weights
 
-__all__ = ["SDPABackend", "sdpa_mask", "project_for_dot"]
+__all__ = ["SDPABackend", "sdpa_mask", "project_for_dot", "keep_nan_rows"]
 
 #: scores whose projection of k does not depend on the head, so grouped-query
 #: keys can stay un-expanded (location's per-head W_a needs every head).
@@ -82,6 +87,13 @@ def sdpa_mask(spec: AttentionSpec) -> tuple[Tensor | None, bool]:
         return None, True
     cm = causal_mask(spec.L, spec.S, alignment=spec.causal, device=spec.device)  # (L, S)
     return combine(spec.mask, cm), False
+
+
+def keep_nan_rows(out: Tensor, qp: Tensor) -> Tensor:
+    """``out`` (B, H, L, Ev) with NaN in the rows whose query qp (B, H, L, E) holds a NaN: SDPA
+    without a mask returns 0 there on CPU. ``clamp`` keeps an infinite query (whose row SDPA
+    handles itself) from turning 0 · inf into NaN; (B, H, L, 1) work, against the call's L·S."""
+    return out + qp.amax(-1, keepdim=True).clamp(-1, 1) * 0
 
 
 def _guard_empty_rows(mask: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
@@ -158,7 +170,7 @@ class SDPABackend(Backend):
     @staticmethod
     def run_plain(query: Tensor, key: Tensor, value: Tensor, causal: bool | str) -> Tensor:
         """The output (B, H, L, Ev) of a call :meth:`takes_plain` accepted: what :meth:`forward` computes."""
-        return F.scaled_dot_product_attention(query, key, value, is_causal=bool(causal))
+        return keep_nan_rows(F.scaled_dot_product_attention(query, key, value, is_causal=bool(causal)), query)
 
     def memory_bytes(self, spec: AttentionSpec) -> int:
         item = max(spec.query.element_size(), 4)
@@ -191,6 +203,8 @@ class SDPABackend(Backend):
             )  # (B, H, L, Ev)
         if rows_ok is not None:
             out = out.masked_fill(~rows_ok, 0.0)
+        if mask is None:
+            out = keep_nan_rows(out, qp)
         weights = None
         if spec.return_weights:
             kp_full = expand_kv(kp, groups)  # (B, H, S, E)

@@ -31,8 +31,9 @@ def work_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def exp_safe_lse(lse: Tensor) -> Tensor:
     """``lse`` with -inf (a row with no allowed key) replaced by +inf, so ``exp(s - lse) = 0`` there
-    (never ``exp(-inf + inf) = NaN``): the weights, and their gradients, of such a row are 0."""
-    return torch.where(torch.isfinite(lse), lse, torch.full_like(lse, float("inf")))
+    (never ``exp(-inf + inf) = NaN``): the weights, and their gradients, of such a row are 0.
+    A NaN (a NaN input reached the row) stays NaN: NaN in, NaN out."""
+    return torch.where(lse == float("-inf"), torch.full_like(lse, float("inf")), lse)
 
 
 def blocks(n: int, size: int) -> Iterator[tuple[int, int]]:
@@ -112,4 +113,5 @@ def online_lse(
         m_new_safe = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
         total = total * torch.exp(m - m_new_safe) + torch.exp(s - m_new_safe.unsqueeze(-1)).sum(-1)
         m, m_safe = m_new, m_new_safe
-    return torch.where(total > 0, m_safe + torch.log(total), torch.full_like(total, float("-inf")))
+    # total = 0: no allowed key (-inf); a NaN total (a NaN input) stays NaN
+    return torch.where(total != 0, m_safe + torch.log(total), torch.full_like(total, float("-inf")))

@@ -22,7 +22,45 @@ from torch import Tensor
 from ..core.spec import AttentionSpec
 from .tiles import TileScorer, blocks, exp_safe_lse, online_lse, work_dtype
 
-__all__ = ["materialise_weights"]
+__all__ = ["materialise_weights", "weights_bytes", "WEIGHTS_TILE"]
+
+#: elements of one row block's scores times its pairwise features (additive's (.., D) tanh):
+#: :func:`materialise_weights` takes fewer rows per block when a block would hold more.
+WEIGHTS_TILE = 1 << 21
+
+
+def _pair_features(spec: AttentionSpec, qp_features: int) -> int:
+    """Features of the pairwise intermediate per (query, key) pair: 1 for a dot product."""
+    return 1 if spec.score.lowers_to_dot else qp_features
+
+
+def _rows(spec: AttentionSpec, block_q: int, S: int, pair: int) -> int:
+    """Query rows per block: at most ``block_q``, and at most WEIGHTS_TILE elements of
+    (B, H, rows, S, pair) intermediate."""
+    return max(1, min(block_q, WEIGHTS_TILE // max(1, spec.B * spec.H * S * pair)))
+
+
+def _tracks_grad(spec: AttentionSpec, lse: Tensor | None) -> bool:
+    return torch.is_grad_enabled() and (spec.needs_grad or (lse is not None and lse.requires_grad))
+
+
+def weights_bytes(spec: AttentionSpec, qp_features: int, *, block_q: int = 256) -> int:
+    """Peak bytes :func:`materialise_weights` holds for all the (B, H, L, S) weights of ``spec``
+    (``qp_features``: the projected query's last size): the result, one row block's temporaries
+    (scores, shifted scores, exp, and the pairwise intermediate of a score that is not a dot
+    product) and, when gradients are recorded, every block's exp and pairwise intermediate
+    saved for backward plus the concatenation."""
+    work = 8 if work_dtype(spec.dtype) == torch.float64 else 4
+    out = spec.query.element_size()
+    pair = _pair_features(spec, qp_features)
+    rows = _rows(spec, block_q, spec.S, pair)
+    full = spec.B * spec.H * spec.L * spec.S
+    block = spec.B * spec.H * min(rows, spec.L) * spec.S
+    temps = block * work * 4 + (block * pair * work * 3 if pair > 1 else 0)
+    if not _tracks_grad(spec, None):
+        return full * out + temps
+    saved = full * work * 2 + (full * pair * work * 2 if pair > 1 else 0)  # parts + cat; saved intermediates
+    return saved + (full * out if out != work else 0) + temps
 
 
 def materialise_weights(
@@ -49,10 +87,18 @@ def materialise_weights(
     scorer = TileScorer(spec)
     q0, q1 = rows if rows is not None else (0, qp.shape[-2])
     S = kp.shape[-2]
+    track = _tracks_grad(spec, lse)
+    # without autograd each block is written into the result at once (no list of blocks + copy)
+    result = None if track else torch.empty(*qp.shape[:2], q1 - q0, S, dtype=spec.dtype, device=qp.device)
     parts = []
-    for a, b in blocks(q1 - q0, block_q):
+    for a, b in blocks(q1 - q0, _rows(spec, block_q, S, _pair_features(spec, qp.shape[-1]))):
         a, b = a + q0, b + q0
         row_lse = lse[:, :, a:b] if lse is not None else online_lse(scorer, qp, kp, params, spec.mask, a, b, block_k)
         s = scorer(qp[:, :, a:b], kp, params, scorer.mask_tile(spec.mask, a, b, 0, S), a, 0)  # (B, H, b-a, S)
-        parts.append(torch.exp(s - exp_safe_lse(row_lse.to(work)).unsqueeze(-1)))
-    return torch.cat(parts, dim=2).to(spec.dtype)  # (B, H, q1-q0, S)
+        w = torch.exp(s - exp_safe_lse(row_lse.to(work)).unsqueeze(-1))
+        if result is None:
+            parts.append(w)
+        else:
+            result[:, :, a - q0:b - q0] = w
+        del s, w
+    return result if result is not None else torch.cat(parts, dim=2).to(spec.dtype)  # (B, H, q1-q0, S)

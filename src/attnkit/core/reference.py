@@ -9,6 +9,9 @@ additive score, the (B, H, L, S, D) tanh tensor).
 :func:`apply_masks` is also the one place that turns a spec's mask, causal flag,
 ``mask_mod`` and ``score_mod`` into scores for a block of queries and keys, so
 tiled kernels reuse it on their tiles.
+
+:func:`no_keys` is the one rule for a call with no keys at all (S = 0), which
+``attention()`` applies before any backend or normalizer runs.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from .masks import CAUSAL_ALIGNMENTS, mask_index
 from .normalize import logsumexp_safe
 from .spec import AttentionResult, AttentionSpec, index_grids
 
-__all__ = ["run", "apply_masks", "expand_kv", "dropout"]
+__all__ = ["run", "apply_masks", "expand_kv", "dropout", "no_keys", "keep_nan"]
 
 
 def expand_kv(x: Tensor, groups: int) -> Tensor:
@@ -64,6 +67,18 @@ def dropout(w: Tensor, p: float, generator: torch.Generator | None) -> Tensor:
     return w * keep.to(w.dtype) / (1.0 - p)
 
 
+def keep_nan(s: Tensor, w: Tensor, log_prob: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """NaN in, NaN out after a normalizer: rows whose scores s (.., L, S) hold a NaN get NaN weights
+    (and log_prob). Softmax propagates NaN by itself; sparsemax, entmax15 and sample read a NaN
+    score as a forbidden key and would return a silent 0 for such a row."""
+    bad = torch.isnan(s).any(-1, keepdim=True)  # (.., L, 1)
+    nan = torch.full((), float("nan"), dtype=w.dtype, device=w.device)
+    w = torch.where(bad, nan, w)
+    if log_prob is not None:
+        log_prob = torch.where(bad.squeeze(-1), nan.to(log_prob.dtype), log_prob)
+    return w, log_prob
+
+
 def run(spec: AttentionSpec, *, dtype: torch.dtype | None = torch.float64) -> AttentionResult:
     """Materialised attention. ``dtype``: compute in it (float64 for the oracle);
     ``None`` computes in the input dtype (float32 for half inputs' softmax)."""
@@ -85,6 +100,8 @@ def run(spec: AttentionSpec, *, dtype: torch.dtype | None = torch.float64) -> At
     s = apply_masks(spec, s.to(work_norm))
 
     w, log_prob = spec.normalizer(s, generator=spec.generator)
+    if not spec.normalizer.is_softmax:
+        w, log_prob = keep_nan(s, w, log_prob)
     lse = logsumexp_safe(s) if spec.normalizer.is_softmax else None
     w_drop = dropout(w, spec.dropout_p, spec.generator)
     out = w_drop.to(work) @ v  # (B, H, L, Ev)
@@ -93,4 +110,28 @@ def run(spec: AttentionSpec, *, dtype: torch.dtype | None = torch.float64) -> At
         weights=w.to(in_dtype) if spec.return_weights else None,
         log_prob=log_prob,
         lse=lse,
+    )
+
+
+def no_keys(spec: AttentionSpec) -> AttentionResult:
+    """The result of a call with no keys (S = 0): every row is a row with no allowed key.
+
+    Output 0 (B, H, L, Ev), weights (B, H, L, 0), log_prob 0 (B, H, L) for a stochastic
+    normalizer, lse -inf; no normalizer runs (there is nothing to normalise). The output
+    is ``w @ v`` over the empty (B, H, L, 0) scores, so it stays connected to query, key,
+    value, the score's parameters and a float mask, whose gradients are finite zeros.
+    """
+    q = spec.query
+    k = expand_kv(spec.key, spec.groups)  # (B, H, 0, Ek)
+    v = expand_kv(spec.value, spec.groups)  # (B, H, 0, Ev)
+    qp, kp = spec.score.project(q, k)
+    s = spec.score.pairwise(qp, kp, *spec.score.params()) * spec.scale  # (B, H, L, 0)
+    w = apply_masks(spec, s).to(q.dtype)  # still (B, H, L, 0): no element, nothing to normalise
+    out = w @ v.to(q.dtype)  # (B, H, L, Ev): a sum over no keys, 0
+    lse = torch.full(out.shape[:-1], float("-inf"), dtype=out.dtype, device=out.device)
+    return AttentionResult(
+        output=out,
+        weights=w if spec.return_weights else None,
+        log_prob=w.sum(-1) if spec.normalizer.stochastic else None,  # (B, H, L), 0
+        lse=lse if spec.normalizer.is_softmax else None,
     )

@@ -42,7 +42,7 @@ class AttentionSpec:
     score: Score
     normalizer: Normalizer
     scale: float
-    mask: Optional[Tensor] = None  # bool (True = attend) or float bias, broadcastable to (B, H, L, S)
+    mask: Optional[Tensor] = None  # bool (True = attend) or float bias, 4-D, broadcastable to (B, H, L, S)
     causal: Optional[str] = None  # None, "top_left" or "bottom_right"
     score_mod: Optional[ScoreMod] = None
     mask_mod: Optional[MaskMod] = None

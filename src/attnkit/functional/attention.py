@@ -18,14 +18,15 @@ from ..backends.dispatch import allowed_backends, select_backend
 from ..backends.sdpa import SDPABackend
 from ..core.masks import CAUSAL_ALIGNMENTS
 from ..core.normalize import Normalizer, Softmax, get_normalizer
-from ..core.scores import Score, ScaledDot, get_score
+from ..core.reference import no_keys
+from ..core.scores import ScaledDot, Score, get_score
 from ..core.spec import AttentionResult, AttentionSpec, MaskMod, ScoreMod
 
 __all__ = ["attention", "build_spec"]
 
 
 def _shape(t: Tensor) -> str:
-    return "(" + ", ".join(str(s) for s in t.shape) + ")"
+    return str(tuple(t.shape))  # (2, 3), (3,), ()
 
 
 def _check_tensors(query: Any, key: Any, value: Any) -> None:
@@ -52,6 +53,25 @@ def _check_tensors(query: Any, key: Any, value: Any) -> None:
             f"query, key and value are on different devices ({query.device}, {key.device}, {value.device}); "
             "move them with .to(query.device)"
         )
+
+
+def _check_finite(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, sc: Score) -> None:
+    """``check_finite=True``: raise naming the first input that holds NaN or inf (a float mask may
+    hold -inf, which forbids a key, but not NaN or +inf)."""
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains NaN or inf; fix the inputs or pass check_finite=False")
+    if mask is not None and mask.is_floating_point() and bool((mask.isnan() | (mask == float("inf"))).any()):
+        raise ValueError(
+            "mask contains NaN or +inf; a float mask is added to the scores (-inf forbids a key): "
+            "fix the mask or pass check_finite=False"
+        )
+    for name, t in vars(sc).items():  # every tensor the score holds: w_q, w_k, v, bias, weight, beta, ...
+        if isinstance(t, Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(
+                f"score parameter {name!r} of the {sc.name!r} score contains NaN or inf; fix it or pass "
+                "check_finite=False"
+            )
 
 
 def build_spec(
@@ -123,8 +143,10 @@ def build_spec(
         except RuntimeError:
             raise ValueError(
                 f"mask has shape {_shape(mask)}, which does not broadcast to (B, H, L, S) = "
-                f"({B}, {H}, {L}, {S}); use (L, S), (B, 1, 1, S) for key padding or (B, H, L, S)"
+                f"({B}, {H}, {L}, {S}); use (S,) for one key mask, (L, S), (B, 1, 1, S) for key padding "
+                "or (B, H, L, S)"
             ) from None
+        mask = mask[(None,) * (4 - mask.dim())]  # a view with leading 1s: every backend reads 4-D
 
     if causal is True:
         causal_s: str | None = "top_left"
@@ -150,9 +172,7 @@ def build_spec(
         if fn is not None and not callable(fn):
             raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
     if check_finite:
-        for name, t in (("query", query), ("key", key), ("value", value)):
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError(f"{name} contains NaN or inf; fix the inputs or pass check_finite=False")
+        _check_finite(query, key, value, mask, sc)
 
     return AttentionSpec(
         query=query,
@@ -208,7 +228,8 @@ def attention(
             "sample", "gumbel" or a Normalizer instance (options in
             ``normalizer_params``, e.g. ``{"tau": 0.5, "hard": True}``).
         mask: bool (True = attend) or float (added to the scores), broadcastable
-            to (B, H, L, S).
+            to (B, H, L, S) as in torch SDPA: (S,) is one key mask for every batch,
+            head and query, a 0-d mask applies everywhere, (B, 1, 1, S) is key padding.
         causal: True / "top_left" (query i sees keys j <= i), or
             "bottom_right" (queries are the last L of S positions: cached decoding).
         score_mod: ``score_mod(score, b, h, q_idx, kv_idx)`` (FlexAttention's
@@ -221,14 +242,24 @@ def attention(
         return_weights: also return the (B, H, L, S) weights.
         return_log_prob: also return log p (B, H, L) of the keys drawn by a
             stochastic normalizer (REINFORCE).
-        check_finite: raise if query, key or value holds NaN or inf.
+        check_finite: raise a ValueError naming the input if query, key, value,
+            a tensor of the score (e.g. ``w_q``) holds NaN or inf, or a float mask
+            holds NaN or +inf (-inf forbids a key and is allowed).
         backend: "auto" or a backend name (see ``attnkit info``).
 
     Returns:
         ``output``, or a tuple ``(output, [weights], [log_prob])`` in that
         order with the parts asked for.
 
-    A query row with no allowed key gets output 0 and weights 0, never NaN.
+    Edge rules, the same on every backend:
+
+    * A query row with no allowed key gets output 0, weights 0 and finite zero
+      gradients, never NaN.
+    * No keys at all (S = 0) is that rule for every row: output 0 (B, H, L, Ev),
+      weights (B, H, L, 0), log_prob 0, zero gradients; no normalizer runs.
+    * NaN in, NaN out: a NaN that reaches a row (in its query, or in a key or
+      value it attends to) makes that row's output NaN, never a silent 0; a row
+      with no allowed key stays 0. ``check_finite=True`` refuses such inputs.
 
     Example::
 
@@ -267,7 +298,8 @@ def attention(
         return_log_prob=return_log_prob,
         check_finite=check_finite,
     )
-    result = select_backend(spec, backend).forward(spec)
+    chosen = select_backend(spec, backend)  # also for S = 0: a forced backend still explains a refusal
+    result = no_keys(spec) if spec.S == 0 else chosen.forward(spec)
     return _pack(result, spec, three_d)
 
 

@@ -4,7 +4,8 @@ Declares softmax only (the kernel's log-sum-exp is a softmax's), refuses a
 ``score_mod`` / ``mask_mod`` that captures tensors needing grad (the recomputing
 backward cannot reach them), and estimates its memory from the tile sizes
 :func:`~attnkit.backends.chunked.kernel.auto_blocks` picks:
-O(B·H·(L+S)·D + B·H·block_q·block_k·D).
+O(B·H·(L+S)·D + B·H·block_q·block_k·D), plus, with ``return_weights``, what
+:func:`~attnkit.backends.weights.weights_bytes` counts for recomputing them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from ...core.spec import AttentionResult, AttentionSpec
 from ..base import Backend, captured_grad_tensors, register_backend
+from ..weights import weights_bytes
 from .kernel import auto_blocks, chunked_attention
 
 __all__ = ["ChunkedBackend"]
@@ -47,9 +49,11 @@ class ChunkedBackend(Backend):
         bq, bk = auto_blocks(spec.B, spec.H, spec.L, spec.S, pair)
         feats = max(spec.query.shape[-1], pair) + spec.value.shape[-1]
         linear = spec.B * spec.H * (spec.L + spec.S) * feats * item * 4
-        tile = spec.B * spec.H * bq * bk * (pair + 4) * item * 3
-        weights = spec.B * spec.H * spec.L * spec.S * item * 2 if spec.return_weights else 0
-        return linear + tile + weights
+        # live (B, H, bq, bk) tiles: scores, scaled, exp and the previous tile's; x3 the (.., D) pair intermediate
+        tile = spec.B * spec.H * bq * bk * item * (5 if pair == 1 else 3 * (pair + 4))
+        # the weights are rebuilt after the kernel, whose tiles are gone by then
+        weights = weights_bytes(spec, pair, block_q=bq) if spec.return_weights else 0
+        return linear + max(tile, weights)
 
     def forward(self, spec: AttentionSpec) -> AttentionResult:
         return chunked_attention(spec)

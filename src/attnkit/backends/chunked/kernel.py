@@ -62,7 +62,7 @@ COMPILE_MIN_WORK = 1 << 27
 
 def auto_blocks(B: int, H: int, L: int, S: int, pair_features: int) -> tuple[int, int]:
     """(block_q, block_k): tiles of about TILE_ELEMENTS intermediate elements."""
-    bk = min(S, 256 if pair_features == 1 else 64)
+    bk = max(1, min(S, 256 if pair_features == 1 else 64))  # S = 0: one empty key block
     bq = TILE_ELEMENTS // max(1, B * H * bk * pair_features)
     bq = max(16, min(L, bq))
     if bq == 16 and B * H * bq * bk * pair_features > TILE_ELEMENTS:
@@ -118,7 +118,7 @@ def _forward(
                 p = p * _keep(cfg, p.shape, p.device, q0, k0) / (1.0 - cfg.dropout_p)
             acc = acc * alpha + p @ v[:, :, k0:k1]  # (B, H, bq, Ev)
             m = m_new
-        ok = l > 0
+        ok = l != 0  # l = 0: no allowed key (output 0); a NaN l (a NaN input) stays NaN
         out[:, :, q0:q1] = torch.where(ok, acc / torch.where(ok, l, torch.ones_like(l)), torch.zeros_like(acc))
         lse[:, :, q0:q1] = torch.where(ok, m_safe + torch.log(l), torch.full_like(l, float("-inf"))).squeeze(-1)
     return out, lse

@@ -35,7 +35,7 @@ from ...core.spec import AttentionResult, AttentionSpec, index_grids
 from ..additive_tiles import is_plain_additive, separable_ok
 from ..base import Backend, register_backend
 from ..tiles import exp_safe_lse
-from ..weights import materialise_weights
+from ..weights import materialise_weights, weights_bytes
 
 __all__ = ["TritonAdditiveBackend", "TritonDotBackend", "triton_attention", "INTERPRETING"]
 
@@ -220,6 +220,9 @@ class _TritonBackend(Backend):
         item = 4
         linear = spec.B * spec.H * (spec.L + spec.S) * (spec.query.shape[-1] + spec.value.shape[-1]) * item * 4
         extra = spec.B * spec.H * spec.L * spec.S if spec.mask_mod is not None else 0
+        if spec.return_weights:  # recomputed by materialise_weights, rows of 256
+            ps = spec.score.params()
+            extra += weights_bytes(spec, ps[0].shape[-1] if ps else spec.query.shape[-1])
         return linear + extra
 
     def forward(self, spec: AttentionSpec) -> AttentionResult:

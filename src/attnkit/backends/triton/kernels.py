@@ -23,8 +23,8 @@ interpreter). With ``SEPARABLE`` the additive kernels receive ``exp(2 qp)`` and
 ``exp(2 kp)`` instead of qp, kp (taken once per token by the caller, while
 |qp|, |kp| <= 20 keeps their product inside float32), so a pair and feature costs
 a multiply and a reciprocal instead of an exp and a reciprocal; the gradients are
-still with respect to qp, kp (``1 - t²`` does not care how t was formed). Set ``TRITON_INTERPRET=1`` before importing triton to run these
-on CPU tensors (the tests do, at tiny sizes).
+still with respect to qp, kp (``1 - t²`` does not care how t was formed). Set
+``TRITON_INTERPRET=1`` before importing triton to run these on CPU tensors (the tests do, at tiny sizes).
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def attn_fwd(QP, KP, V, VA, BIAS, OUT, LSE,
                      mask=(offs_k[:, None] < S) & (offs_e[None, :] < EV), other=0.0).to(tl.float32)
         acc = acc * alpha[:, None] + tl.dot(p, vt, input_precision=PRECISION)
         m = m_new
-    ok = l_sum > 0
+    ok = l_sum != 0  # 0: no allowed key (output 0, lse -inf); NaN (a NaN input) stays NaN
     out = tl.where(ok[:, None], acc / tl.where(ok, l_sum, 1.0)[:, None], 0.0)
     lse = tl.where(ok, m_safe + tl.log(tl.where(ok, l_sum, 1.0)), float("-inf"))
     tl.store(OUT + b * so_b + h * so_h + offs_q[:, None] * so_l + offs_e[None, :], out.to(OUT.dtype.element_ty),
