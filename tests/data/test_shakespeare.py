@@ -135,3 +135,8 @@ def test_bad_input(lm: ShakespeareTask) -> None:
         next(lm.batches("dev", 2))
     with pytest.raises(ValueError, match="block_size"):
         ShakespeareTask(plays=PLAY, block_size=1)
+
+
+def test_repr_names_the_task_and_its_options(lm: ShakespeareTask) -> None:
+    """What ``attnkit train`` prints for the task (it printed ``<...Task object at 0x...>``)."""
+    assert repr(lm) == "ShakespeareTask('shakespeare', block_size=16, plays=['hamlet'], eval_tokens=65536)"

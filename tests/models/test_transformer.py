@@ -57,7 +57,7 @@ def test_encoder_layer_matches_torch(norm_first: bool, activation: str) -> None:
     ours.norm3.load_state_dict(ref.norm2.state_dict())
     x = torch.randn(3, 7, D, dtype=torch.float64)
     real = torch.tensor([[True] * 7, [True] * 5 + [False] * 2, [True] * 2 + [False] * 5])
-    got, _, _ = ours(x, key_mask=real)
+    got, _, _ = ours(x, key_allowed=real)
     want = ref(x, src_key_padding_mask=~real)
     torch.testing.assert_close(got[real], want[real], rtol=1e-9, atol=1e-10)
 
@@ -77,7 +77,7 @@ def test_decoder_layer_matches_torch(norm_first: bool) -> None:
     x = torch.randn(2, 5, D, dtype=torch.float64)
     mem = torch.randn(2, 6, D, dtype=torch.float64)
     mem_real = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
-    got, _, _ = ours(x, causal=True, memory=mem, memory_mask=mem_real)
+    got, _, _ = ours(x, causal=True, memory=mem, memory_allowed=mem_real)
     causal = nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)
     want = ref(x, mem, tgt_mask=causal, memory_key_padding_mask=~mem_real)
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["attnkit.nn.additive", "attnkit.nn.multihead", "attnkit.nn.torch_compat"]
+MODULES = ["attnkit.nn.additive", "attnkit.nn.multihead", "attnkit.nn.registry", "attnkit.nn.torch_compat"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -97,8 +97,8 @@ def test_decoder_call_errors():
     m = AdditiveAttention(4, key_dim=6)
     with pytest.raises(ValueError, match="keys have 5 features but the layer was built with key_dim=6"):
         m(torch.randn(2, 4), torch.randn(2, 3, 5))
-    with pytest.raises(ValueError, match="key_mask must be a bool tensor of shape \\(B, S\\) = \\(2, 3\\)"):
-        m(torch.randn(2, 4), torch.randn(2, 3, 6), key_mask=torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="key_allowed must be a bool tensor of shape \\(B, S\\) = \\(2, 3\\)"):
+        m(torch.randn(2, 4), torch.randn(2, 3, 6), key_allowed=torch.ones(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="query has 3 features"):
         m(torch.randn(2, 3), torch.randn(2, 3, 6))
 
@@ -138,13 +138,14 @@ def test_local_p_gaussian_bias_renormalises():
     q, k = torch.randn(1, 2, dtype=D64), torch.zeros(1, 6, 2, dtype=D64)
     w = m(q, k, need_weights=True).weights[0]
     z = 1 + 2 * math.exp(-0.5) + 2 * math.exp(-2)  # 2.4837
-    torch.testing.assert_close(w, t([0.0, math.exp(-2) / z, math.exp(-0.5) / z, 1 / z, math.exp(-0.5) / z, math.exp(-2) / z]))
+    e2, e05 = math.exp(-2), math.exp(-0.5)
+    torch.testing.assert_close(w, t([0.0, e2 / z, e05 / z, 1 / z, e05 / z, e2 / z]))
 
 
 def test_local_p_uses_real_length_and_learns_position():
     m = _local_p("multiply")
     km = torch.tensor([[True] * 4 + [False] * 2])
-    out = m(torch.randn(1, 2, dtype=D64), torch.randn(1, 6, 2, dtype=D64), key_mask=km, need_weights=True)
+    out = m(torch.randn(1, 2, dtype=D64), torch.randn(1, 6, 2, dtype=D64), key_allowed=km, need_weights=True)
     assert out.state["centers"].item() == 2.0  # S = 4 real tokens
     assert torch.all(out.weights[0, 4:] == 0)
     m2 = LocalAttention(2, mode="predictive", half_width=2, score="dot", dtype=D64)
@@ -222,7 +223,8 @@ def test_hard_sample_is_one_hot_with_its_log_prob():
     torch.testing.assert_close(out.log_prob, logp)
     torch.testing.assert_close(out.context, k[torch.arange(3), idx])
     m.eval()  # argmax in eval
-    torch.testing.assert_close(m(q, k, need_weights=True).weights.argmax(-1), (k @ q.unsqueeze(-1)).squeeze(-1).argmax(-1))
+    want = (k @ q.unsqueeze(-1)).squeeze(-1).argmax(-1)
+    torch.testing.assert_close(m(q, k, need_weights=True).weights.argmax(-1), want)
 
 
 def test_hard_sampling_follows_the_softmax():
@@ -296,10 +298,10 @@ def test_projected_keys_are_reused_across_steps(make):
     m = make()
     q, k = torch.randn(2, 4, 3, dtype=D64), torch.randn(2, 6, 4, dtype=D64, requires_grad=True)
     km = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
-    full = m(q, k, key_mask=km)
+    full = m(q, k, key_allowed=km)
     state, ctx = None, []
     for step in range(4):
-        out = m(q[:, step], k, key_mask=km, step=step, state=state)
+        out = m(q[:, step], k, key_allowed=km, step=step, state=state)
         if state is not None:
             assert out.state is state and out.state["projected_keys"] is state["projected_keys"]
         state = out.state

@@ -37,12 +37,14 @@ def test_matches_torch_multihead_attention(causal):
     pad = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
     cm = torch.ones(5, 5, dtype=torch.bool).triu(1) if causal else None  # torch: True = ignore
     r, rw = ref(x, x, x, key_padding_mask=pad, attn_mask=cm, average_attn_weights=False)
-    o = ours(x, key_mask=~pad, causal=causal, need_weights=True)
+    o = ours(x, key_allowed=~pad, causal=causal, need_weights=True)
     torch.testing.assert_close(o.context, r)
     torch.testing.assert_close(o.weights, rw)
 
 
-@pytest.mark.parametrize("num_kv_heads,rope,alibi", [(4, False, False), (2, True, False), (1, False, True), (2, False, True)])
+@pytest.mark.parametrize(
+    "num_kv_heads,rope,alibi", [(4, False, False), (2, True, False), (1, False, True), (2, False, True)]
+)
 def test_kv_cache_steps_equal_one_causal_forward(num_kv_heads, rope, alibi):
     positional = RotaryEmbedding(4) if rope else ALiBi(4) if alibi else None
     m = MultiHeadAttention(16, num_heads=4, num_kv_heads=num_kv_heads, positional=positional, dtype=D64)
@@ -137,7 +139,8 @@ def test_rope_hand_computed_rotation():
     x = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]], dtype=D64)  # (1, 1, 2, 2) at positions 0, 1
     y = rope(x)
     torch.testing.assert_close(y[0, 0, 0], torch.tensor([1.0, 0.0], dtype=D64))
-    torch.testing.assert_close(y[0, 0, 1], torch.tensor([torch.cos(torch.tensor(1.0)).item(), torch.sin(torch.tensor(1.0)).item()], dtype=D64))
+    one = torch.tensor(1.0, dtype=D64)
+    torch.testing.assert_close(y[0, 0, 1], torch.stack([torch.cos(one), torch.sin(one)]))
 
 
 def test_per_head_weights_and_masks():
@@ -145,7 +148,7 @@ def test_per_head_weights_and_masks():
     x = torch.randn(2, 4, 8, dtype=D64)
     am = torch.ones(4, 4, dtype=torch.bool).tril()
     km = torch.tensor([[True, True, True, False], [True, True, True, True]])
-    o = m(x, attn_mask=am, key_mask=km, need_weights=True)
+    o = m(x, attn_mask=am, key_allowed=km, need_weights=True)
     assert o.weights.shape == (2, 2, 4, 4)
     assert torch.all(o.weights[0, :, :, 3] == 0)
     assert torch.all(o.weights.triu(1) == 0)
@@ -159,7 +162,7 @@ def test_per_head_weights_and_masks():
 def test_fully_masked_row_gives_zeros_not_nan():
     m = MultiHeadAttention(8, num_heads=2, bias=False)
     x = torch.randn(1, 3, 8, requires_grad=True)
-    o = m(x, key_mask=torch.zeros(1, 3, dtype=torch.bool), need_weights=True)
+    o = m(x, key_allowed=torch.zeros(1, 3, dtype=torch.bool), need_weights=True)
     assert torch.all(o.context == 0) and torch.all(o.weights == 0)
     o.context.sum().backward()
     assert torch.isfinite(x.grad).all()
@@ -213,8 +216,8 @@ def test_forward_errors():
     x = torch.randn(2, 4, 8)
     with pytest.raises(ValueError, match="attn_mask has shape"):
         m(x, attn_mask=torch.ones(3, 4, 4, dtype=torch.bool))
-    with pytest.raises(ValueError, match="key_mask must be a bool tensor"):
-        m(x, key_mask=torch.ones(2, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="key_allowed must be a bool tensor"):
+        m(x, key_allowed=torch.ones(2, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match="embed_dim=8"):
         m(torch.randn(2, 4, 6))
     with pytest.raises(TypeError, match="KVCache"):

@@ -45,7 +45,7 @@ def _inputs(name: str, dtype=D64):
     k = torch.randn(B, S, dk, dtype=dtype, generator=g)
     km = torch.ones(B, S, dtype=torch.bool)
     km[1, -2:] = False
-    return (q, k), {"key_mask": km}
+    return (q, k), {"key_allowed": km}
 
 
 def _context(out):
@@ -127,16 +127,16 @@ def test_forward_backward_state_dict(name):
 
 @pytest.mark.parametrize("name", [n for n in NAMES if MECHANISMS[n].kind == "sequence"])
 def test_decoder_style_call(name):
-    """query (B, Dq) one step and (B, L, Dq), keys (B, S, Dk), key_mask, need_weights."""
+    """query (B, Dq) one step and (B, L, Dq), keys (B, S, Dk), key_allowed, need_weights."""
     m = _build(name)
     (q, k), kw = _inputs(name)
-    out = m(q[:, 0], k, None, key_mask=kw["key_mask"], step=0, state=None, need_weights=True)
+    out = m(q[:, 0], k, None, key_allowed=kw["key_allowed"], step=0, state=None, need_weights=True)
     assert isinstance(out, AttentionOutput)
     assert out.context.shape == (B, m.output_dim)
     w = out.weights
     assert w.shape[0] == B and w.shape[-1] == S
     assert torch.all(w[1, ..., -2:] == 0)
-    full = m(q, k, key_mask=kw["key_mask"], step=0, state=out.state if name != "multi-head" else None)
+    full = m(q, k, key_allowed=kw["key_allowed"], step=0, state=out.state if name != "multi-head" else None)
     assert full.context.shape == (B, L, m.output_dim)
 
 
@@ -175,3 +175,31 @@ def test_float64_gradcheck_hard(name):
             return m(qq, kk, generator=torch.Generator().manual_seed(3), **kw).log_prob
 
         assert torch.autograd.gradcheck(log_p, (q.requires_grad_(True), k.requires_grad_(True)), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if MECHANISMS[n].kind == "sequence"])
+def test_a_query_with_no_allowed_key_gets_context_zero(name):
+    """One rule for every module (attnkit.nn.base): the attention context of a query with no allowed
+    key is 0, and the module's output is what its own layers make of 0 (never NaN): the same output
+    as attending over all-zero values; multi-head layers project values first, so there it is
+    out_proj(0), the output bias."""
+    m = _build(name)
+    m.eval()
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if n.endswith("bias"):
+                p.normal_()  # biases start at 0 in some layers, which would hide what they make of 0
+    (q, k), _ = _inputs(name)
+    allowed = torch.ones(B, S, dtype=torch.bool)
+    allowed[1] = False  # batch row 1: no key may be attended
+    q, k = q.clone().requires_grad_(True), k.clone().requires_grad_(True)
+    out = m(q, k, key_allowed=allowed, need_weights=True)
+    if isinstance(m, attnkit.nn.MultiHeadAttention):
+        bias = m.out_proj.bias
+        want = torch.zeros(L, m.output_dim, dtype=D64) if bias is None else bias.detach().expand(L, -1)
+    else:
+        want = m(q, k, torch.zeros_like(k), key_allowed=torch.ones_like(allowed)).context[1]
+    torch.testing.assert_close(out.context[1], want)
+    assert torch.all(out.weights[1] == 0)
+    out.context.square().sum().backward()
+    assert torch.isfinite(q.grad).all() and torch.isfinite(k.grad).all()

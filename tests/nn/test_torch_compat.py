@@ -159,20 +159,34 @@ def test_gradients_match_torch():
         torch.testing.assert_close(p.grad, r.grad, msg=n)
 
 
-def test_fully_masked_rows_give_zeros_where_torch_gives_nan():
+def test_fully_masked_rows_give_the_output_bias():
+    """attnkit's rule: a query with no allowed key gets the attention context 0, so the layer's output is
+    out_proj(0) = out_proj.bias, weights 0, finite gradients. torch 2.13 gives the same output where it runs
+    SDPA (need_weights=False) and NaN output and weights with need_weights=True."""
     ref = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+    torch.nn.init.normal_(ref.out_proj.bias)  # torch starts it at 0, which would hide the difference
+    torch.nn.init.normal_(ref.in_proj_bias)
     ours = MultiheadAttention(8, 2, batch_first=True)
     ours.load_state_dict(ref.state_dict())
     x = torch.randn(2, 3, 8, requires_grad=True)
     kpm = torch.tensor([[True, True, True], [False, True, False]])  # batch 0: every key ignored
+    bias = ref.out_proj.bias.detach().expand(3, 8)
     r_out, r_w = ref(x, x, x, key_padding_mask=kpm)
-    o_out, o_w = ours(x, x, x, key_padding_mask=kpm)
     assert torch.isnan(r_out[0]).all() and torch.isnan(r_w[0]).all()
-    assert torch.all(o_out[0] == 0) and torch.all(o_w[0] == 0)
-    torch.testing.assert_close(o_out[1], r_out[1])
-    torch.testing.assert_close(o_w[1], r_w[1])
+    r_sdpa, _ = ref(x, x, x, key_padding_mask=kpm, need_weights=False)
+    torch.testing.assert_close(r_sdpa[0], bias)
+    for need_weights in (True, False):
+        o_out, o_w = ours(x, x, x, key_padding_mask=kpm, need_weights=need_weights)
+        torch.testing.assert_close(o_out[0], bias)
+        torch.testing.assert_close(o_out[1], r_sdpa[1])
+        if need_weights:
+            assert torch.all(o_w[0] == 0)
+            torch.testing.assert_close(o_w[1], r_w[1])
     o_out.sum().backward()
     assert torch.isfinite(x.grad).all()
+    ours.eval()
+    with torch.no_grad():  # inference: the same rule (torch's fused kernel here: see the module docstring)
+        torch.testing.assert_close(ours(x, x, x, key_padding_mask=kpm, need_weights=False)[0][0], bias)
 
 
 def test_is_causal_alone_applies_the_causal_mask():

@@ -5,13 +5,15 @@ One module per command under ``attnkit.cli``; each defines
 Add a command by adding its module to :data:`COMMANDS`; helpers the commands
 share live in :mod:`attnkit.cli._common`. User errors (ValueError, TypeError,
 FileNotFoundError) print one line and exit with status 2, never a traceback;
-the Python arguments they name are shown as the command's flags.
+the Python arguments they name are shown as the command's flags. Output piped
+into a reader that stops early (``attnkit list | head``) ends quietly (status 141).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ._common import CliError, as_flags, flags_of
@@ -57,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         rc = args.func(args)
+        sys.stdout.flush()  # a reader that went away (attnkit list | head) shows here, not at exit
+    except BrokenPipeError:
+        # the reader has all it wanted: no traceback, and no second error when Python flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command whose reader closed the pipe
     except (ValueError, TypeError, FileNotFoundError, IsADirectoryError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         msg = as_flags(msg, _command_flags(parser, args.command))

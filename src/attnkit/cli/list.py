@@ -54,7 +54,7 @@ def _sample_call(info: Any) -> list:
     q, k = torch.randn(2, 3, 8, generator=g), torch.randn(2, 5, 8, generator=g)
     km = torch.ones(2, 5, dtype=torch.bool)
     with torch.no_grad(), record_specs() as specs:
-        m(q, k, key_mask=km)
+        m(q, k, key_allowed=km)
     return specs
 
 

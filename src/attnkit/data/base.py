@@ -133,6 +133,10 @@ class Task:
         """JSON-able identity: rebuild with ``get_task(d['name'], **d['options'])``."""
         return {"name": self.name, "options": dict(self.options)}
 
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in dict(self.options).items())
+        return f"{type(self).__name__}({self.name!r}{', ' + opts if opts else ''})"
+
 
 class Seq2SeqTask(Task):
     """A task given as examples (source text, acceptable target texts) per split.

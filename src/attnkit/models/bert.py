@@ -18,7 +18,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.vocab import PAD
-from .layers import ACTIVATIONS, POSITIONAL, StackConfig, TransformerLayer, attention_options, check_int, init_gpt_style
+from .layers import (
+    ACTIVATIONS,
+    POSITIONAL,
+    StackConfig,
+    TransformerLayer,
+    attention_options,
+    check_int,
+    init_gpt_style,
+)
 from .losses import cross_entropy_metrics
 from .registry import make_config, register_model
 
@@ -96,32 +104,33 @@ class BERT(nn.Module):
         BERTConfig.from_dict(cfg)  # unknown or invalid fields raise here
         return cfg
 
-    def forward(self, x: Tensor, *, key_mask: Optional[Tensor] = None, need_weights: bool = False) -> EncoderOutput:
-        """``x`` (B, L) ids; ``key_mask`` (B, L) True at real tokens (default: ids != PAD)."""
+    def forward(self, x: Tensor, *, key_allowed: Optional[Tensor] = None, need_weights: bool = False) -> EncoderOutput:
+        """``x`` (B, L) ids; ``key_allowed`` (B, L) bool, True = the token may be attended,
+        False = padding (default: ids != PAD)."""
         if not isinstance(x, Tensor) or x.dim() != 2 or x.dtype != torch.long:
             got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
             raise TypeError(f"x must be a (B, L) long tensor of token ids, got {got}")
         if x.shape[1] > self.block_size:
             raise ValueError(f"input of {x.shape[1]} tokens exceeds block_size={self.block_size}; cut it into windows")
-        if key_mask is None and bool((x == PAD).any()):
-            key_mask = x != PAD  # (B, L)
+        if key_allowed is None and bool((x == PAD).any()):
+            key_allowed = x != PAD  # (B, L)
         h = self.tok_emb(x)  # (B, L, D)
         if self.pos_emb is not None:
             h = self.pos_emb(h)
         h = self.drop(h)
         weights: list[Tensor] = []
         for layer in self.layers:
-            h, w, _ = layer(h, key_mask=key_mask, need_weights=need_weights)
+            h, w, _ = layer(h, key_allowed=key_allowed, need_weights=need_weights)
             if need_weights:
                 weights.append(w)
         h = self.norm(h)  # (B, L, D)
         if self.num_classes is None:
             logits = F.linear(self.mlm_transform(h), self.tok_emb.weight, self.mlm_bias)  # (B, L, V)
         else:
-            if key_mask is None:
+            if key_allowed is None:
                 pooled = h.mean(1)  # (B, D)
             else:
-                m = key_mask.unsqueeze(-1).to(h.dtype)  # (B, L, 1)
+                m = key_allowed.unsqueeze(-1).to(h.dtype)  # (B, L, 1)
                 pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, D)
             logits = self.classifier(pooled)  # (B, C)
         return EncoderOutput(logits, h, weights if need_weights else None)

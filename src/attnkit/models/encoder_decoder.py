@@ -161,22 +161,26 @@ class Transformer(nn.Module):
             h = pos(h, offset=offset)
         return self.drop(h)
 
-    def encode(self, src: Tensor, src_lengths: Tensor, *, need_weights: bool = False) -> tuple[Tensor, Tensor, list[Tensor]]:
-        """Memory (B, S, D), its key mask (B, S) and the encoder self-attention weights."""
+    def encode(
+        self, src: Tensor, src_lengths: Tensor, *, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """Memory (B, S, D), which of its keys may be attended (B, S) bool (True = a real source
+        token), and the encoder self-attention weights."""
         if src.dim() != 2 or src.dtype != torch.long:
             raise TypeError(f"src must be a (B, S) long tensor, got {src.dtype} {tuple(src.shape)}")
         S = src.shape[1]
-        src_mask = torch.arange(S, device=src.device)[None, :] < src_lengths.to(src.device)[:, None]  # (B, S)
+        src_allowed = torch.arange(S, device=src.device)[None, :] < src_lengths.to(src.device)[:, None]  # (B, S)
         h = self._embed(src, self.tgt_emb if self.src_emb is None else self.src_emb, self.src_pos)
         weights = []
         for layer in self.encoder:
-            h, w, _ = layer(h, key_mask=src_mask, need_weights=need_weights)
+            h, w, _ = layer(h, key_allowed=src_allowed, need_weights=need_weights)
             weights.append(w)
-        return self.enc_norm(h), src_mask, weights
+        return self.enc_norm(h), src_allowed, weights
 
-    def decode(self, tgt_in: Tensor, memory: Tensor, memory_mask: Tensor, *, caches: Optional[list] = None,
+    def decode(self, tgt_in: Tensor, memory: Tensor, memory_allowed: Tensor, *, caches: Optional[list] = None,
                need_weights: bool | str = False) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """Logits (B, T, V) for ``tgt_in`` (B, T); with ``caches`` it continues the cached positions.
+        ``memory_allowed`` (B, S) bool: True at the memory keys that may be attended.
 
         ``need_weights``: True for every layer's weights, "last" for the last layer's only.
         """
@@ -187,7 +191,7 @@ class Transformer(nn.Module):
         for i, layer in enumerate(self.decoder):
             sc, cc = caches[i] if caches else (None, None)
             want = need_weights is True or (need_weights == "last" and i == last)
-            h, sw, cw = layer(h, causal=True, cache=sc, memory=memory, memory_mask=memory_mask, cross_cache=cc,
+            h, sw, cw = layer(h, causal=True, cache=sc, memory=memory, memory_allowed=memory_allowed, cross_cache=cc,
                               need_weights=want)
             self_ws.append(sw)
             cross_ws.append(cw)

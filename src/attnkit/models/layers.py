@@ -96,7 +96,9 @@ def check_common(*, dim: int, num_heads: int, dropout: float, positional: str, s
     check_choice("score", score, sorted(SCORES))
     check_choice("activation", activation, list(ACTIVATIONS))
     if positional == "rope" and (dim // num_heads) % 2:
-        raise ValueError(f"positional='rope' rotates pairs of features: dim/num_heads = {dim // num_heads} must be even")
+        raise ValueError(
+            f"positional='rope' rotates pairs of features: dim/num_heads = {dim // num_heads} must be even"
+        )
     if window is not None:
         check_int("window", window, minimum=0)
 
@@ -164,9 +166,11 @@ def _window_mask(L: int, S: int, window: int, device: torch.device) -> Tensor:
 class TransformerLayer(nn.Module):
     """One encoder layer (self-attention, FFN) or decoder layer (+ cross-attention), pre- or post-norm.
 
-    ``forward(x (B, L, D), *, key_mask=None (B, S) True = real, causal=False,
-    cache=None, memory=None (B, S_src, D), memory_mask=None (B, S_src),
+    ``forward(x (B, L, D), *, key_allowed=None (B, S), causal=False,
+    cache=None, memory=None (B, S_src, D), memory_allowed=None (B, S_src),
     cross_cache=None, need_weights=False) -> (x, self weights, cross weights)``.
+    ``key_allowed`` / ``memory_allowed`` are bool, True = the key may be attended
+    (a real token), False = padding (torch's ``key_padding_mask`` is the negation).
     """
 
     def __init__(
@@ -202,7 +206,7 @@ class TransformerLayer(nn.Module):
         # None without dropout: three module calls fewer per layer in the hot loop
         self.drop: Optional[nn.Dropout] = nn.Dropout(dropout) if dropout > 0 else None
 
-    def _self(self, h: Tensor, key_mask: Optional[Tensor], causal: bool, cache: Optional[KVCache],
+    def _self(self, h: Tensor, key_allowed: Optional[Tensor], causal: bool, cache: Optional[KVCache],
               need_weights: bool) -> tuple[Tensor, Optional[Tensor]]:
         attn_mask = None
         if causal and cache is not None and h.shape[1] == 1:
@@ -210,15 +214,15 @@ class TransformerLayer(nn.Module):
         if self.window is not None:
             S = (cache.length if cache is not None else 0) + h.shape[1]
             attn_mask = _window_mask(h.shape[1], S, self.window, h.device)  # (L, S)
-        out = self.self_attn(h, key_mask=key_mask, attn_mask=attn_mask, causal=causal, cache=cache,
+        out = self.self_attn(h, key_allowed=key_allowed, attn_mask=attn_mask, causal=causal, cache=cache,
                              need_weights=need_weights)
         return out.context, out.weights
 
-    def _cross(self, h: Tensor, memory: Optional[Tensor], memory_mask: Optional[Tensor],
+    def _cross(self, h: Tensor, memory: Optional[Tensor], memory_allowed: Optional[Tensor],
                cross_cache: Optional[KVCache], need_weights: bool) -> tuple[Tensor, Optional[Tensor]]:
         assert self.cross_attn is not None
         reuse = cross_cache is not None and cross_cache.length > 0
-        out = self.cross_attn(h, None if reuse else memory, key_mask=memory_mask, cache=cross_cache,
+        out = self.cross_attn(h, None if reuse else memory, key_allowed=memory_allowed, cache=cross_cache,
                               need_weights=need_weights)
         return out.context, out.weights
 
@@ -226,29 +230,29 @@ class TransformerLayer(nn.Module):
         self,
         x: Tensor,
         *,
-        key_mask: Optional[Tensor] = None,
+        key_allowed: Optional[Tensor] = None,
         causal: bool = False,
         cache: Optional[KVCache] = None,
         memory: Optional[Tensor] = None,
-        memory_mask: Optional[Tensor] = None,
+        memory_allowed: Optional[Tensor] = None,
         cross_cache: Optional[KVCache] = None,
         need_weights: bool = False,
     ) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
         cross_w = None
         d = self.drop  # None without dropout
         if self.norm_first:
-            a, self_w = self._self(self.norm1(x), key_mask, causal, cache, need_weights)
+            a, self_w = self._self(self.norm1(x), key_allowed, causal, cache, need_weights)
             x = x + (a if d is None else d(a))
             if self.cross_attn is not None:
-                c, cross_w = self._cross(self.norm2(x), memory, memory_mask, cross_cache, need_weights)
+                c, cross_w = self._cross(self.norm2(x), memory, memory_allowed, cross_cache, need_weights)
                 x = x + (c if d is None else d(c))
             f = self.ffn(self.norm3(x))
             x = x + (f if d is None else d(f))
         else:
-            a, self_w = self._self(x, key_mask, causal, cache, need_weights)
+            a, self_w = self._self(x, key_allowed, causal, cache, need_weights)
             x = self.norm1(x + (a if d is None else d(a)))
             if self.cross_attn is not None:
-                c, cross_w = self._cross(x, memory, memory_mask, cross_cache, need_weights)
+                c, cross_w = self._cross(x, memory, memory_allowed, cross_cache, need_weights)
                 x = self.norm2(x + (c if d is None else d(c)))
             f = self.ffn(x)
             x = self.norm3(x + (f if d is None else d(f)))

@@ -64,7 +64,10 @@ class Encoder(nn.Module):
     concatenated final forward and backward states (what initialises the decoder).
     """
 
-    def __init__(self, vocab_size: int, *, embed_dim: int, hidden_dim: int, layers: int = 1, cell: str = "gru", dropout: float = 0.0) -> None:
+    def __init__(
+        self, vocab_size: int, *, embed_dim: int, hidden_dim: int, layers: int = 1, cell: str = "gru",
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         _check_choice(cell, "cell", CELLS)
         if hidden_dim % 2:
@@ -73,12 +76,15 @@ class Encoder(nn.Module):
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD)
         self.drop = nn.Dropout(dropout)
         self.rnn = CELLS[cell][0](
-            embed_dim, hidden_dim // 2, num_layers=layers, batch_first=True, bidirectional=True, dropout=dropout if layers > 1 else 0.0
+            embed_dim, hidden_dim // 2, num_layers=layers, batch_first=True, bidirectional=True,
+            dropout=dropout if layers > 1 else 0.0,
         )
 
     def forward(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         x = self.drop(self.embed(src))  # (B, S, E)
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu().clamp(min=1), batch_first=True, enforce_sorted=False)
+        packed = nn.utils.rnn.pack_padded_sequence(
+            x, lengths.cpu().clamp(min=1), batch_first=True, enforce_sorted=False
+        )
         out, h = self.rnn(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])  # (B, S, D)
         if isinstance(h, tuple):
@@ -152,8 +158,8 @@ class _Decoder(nn.Module):
         rnn = (h, torch.zeros_like(h)) if self.cell == "lstm" else h
         return DecoderState(rnn, None, None)
 
-    def attend(self, query: Tensor, keys: Tensor, key_mask: Tensor, t: int, state: Any, need_weights: bool):
-        return self.attention(query, keys, key_mask=key_mask, step=t, state=state, need_weights=need_weights)
+    def attend(self, query: Tensor, keys: Tensor, key_allowed: Tensor, t: int, state: Any, need_weights: bool):
+        return self.attention(query, keys, key_allowed=key_allowed, step=t, state=state, need_weights=need_weights)
 
 
 class BahdanauDecoder(_Decoder):
@@ -168,9 +174,11 @@ class BahdanauDecoder(_Decoder):
     def rnn_input_dim(self, embed_dim: int, hidden_dim: int) -> int:
         return embed_dim + self.context_dim  # [y_{t-1}; c_t]
 
-    def step(self, y_prev: Tensor, state: DecoderState, keys: Tensor, key_mask: Tensor, t: int, need_weights: bool) -> StepOutput:
+    def step(
+        self, y_prev: Tensor, state: DecoderState, keys: Tensor, key_allowed: Tensor, t: int, need_weights: bool
+    ) -> StepOutput:
         e = self.drop(self.embed(y_prev))  # (B, E)
-        a = self.attend(_hidden(state.rnn), keys, key_mask, t, state.attn, need_weights)
+        a = self.attend(_hidden(state.rnn), keys, key_allowed, t, state.attn, need_weights)
         rnn = self.rnn(torch.cat([e, a.context], dim=-1), state.rnn)
         h = _hidden(rnn)
         logits = self.out(self.drop(torch.tanh(self.deep(torch.cat([h, a.context, e], dim=-1)))))  # (B, V)
@@ -193,11 +201,13 @@ class LuongDecoder(_Decoder):
         s = super().init_state(summary)
         return s._replace(feed=torch.zeros_like(_hidden(s.rnn)))
 
-    def step(self, y_prev: Tensor, state: DecoderState, keys: Tensor, key_mask: Tensor, t: int, need_weights: bool) -> StepOutput:
+    def step(
+        self, y_prev: Tensor, state: DecoderState, keys: Tensor, key_allowed: Tensor, t: int, need_weights: bool
+    ) -> StepOutput:
         e = self.drop(self.embed(y_prev))  # (B, E)
         rnn = self.rnn(torch.cat([e, state.feed], dim=-1), state.rnn)
         h = _hidden(rnn)
-        a = self.attend(h, keys, key_mask, t, state.attn, need_weights)
+        a = self.attend(h, keys, key_allowed, t, state.attn, need_weights)
         h_tilde = torch.tanh(self.combine(torch.cat([a.context, h], dim=-1)))  # (B, D)
         logits = self.out(self.drop(h_tilde))
         return StepOutput(logits, _head_mean(a.weights), _log_prob_sum(a.log_prob), DecoderState(rnn, h_tilde, a.state))
@@ -254,10 +264,11 @@ class Seq2SeqConfig(ModelConfig):
 
 
 class _SearchState(NamedTuple):
-    """What one decoding step reads: encoder outputs, their mask, the decoder state, the step index."""
+    """What one decoding step reads: encoder outputs, which of them may be attended (True = a real
+    token), the decoder state, the step index."""
 
     keys: Tensor  # (B, S, D)
-    key_mask: Tensor  # (B, S)
+    key_allowed: Tensor  # (B, S)
     decoder: DecoderState
     t: int
 
@@ -312,15 +323,17 @@ class Seq2Seq(nn.Module):
     def encode(self, src: Tensor, src_lengths: Tensor) -> tuple[Tensor, Tensor, DecoderState]:
         keys, summary = self.encoder(src, src_lengths)  # (B, S, D), (B, D)
         S = keys.shape[1]
-        key_mask = torch.arange(S, device=src.device)[None, :] < src_lengths.to(src.device)[:, None]  # (B, S)
-        return keys, key_mask, self.decoder.init_state(summary)
+        key_allowed = torch.arange(S, device=src.device)[None, :] < src_lengths.to(src.device)[:, None]  # (B, S)
+        return keys, key_allowed, self.decoder.init_state(summary)
 
-    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, *, need_weights: bool = False) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+    def forward(
+        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, *, need_weights: bool = False
+    ) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
         """Teacher forcing: logits (B, T, V), weights (B, T, S) if asked, hard-attention log_prob (B, T) or None."""
-        keys, key_mask, state = self.encode(src, src_lengths)
+        keys, key_allowed, state = self.encode(src, src_lengths)
         logits, weights, log_probs = [], [], []
         for t in range(tgt_in.shape[1]):
-            o = self.decoder.step(tgt_in[:, t], state, keys, key_mask, t, need_weights)
+            o = self.decoder.step(tgt_in[:, t], state, keys, key_allowed, t, need_weights)
             state = o.state
             logits.append(o.logits)
             weights.append(o.weights)
@@ -335,7 +348,10 @@ class Seq2Seq(nn.Module):
         tgt = batch.tgt_out
         mask = tgt != PAD  # (B, T)
         V = logits.shape[-1]
-        nll = F.cross_entropy(logits.reshape(-1, V), tgt.reshape(-1), ignore_index=PAD, reduction="none", label_smoothing=self.label_smoothing).view_as(tgt)  # (B, T)
+        nll = F.cross_entropy(
+            logits.reshape(-1, V), tgt.reshape(-1), ignore_index=PAD, reduction="none",
+            label_smoothing=self.label_smoothing,
+        ).view_as(tgt)  # (B, T)
         n = mask.sum().clamp(min=1)
         loss = nll.sum() / n
         metrics = {}
@@ -353,10 +369,10 @@ class Seq2Seq(nn.Module):
     def step(self, state: _SearchState, last_tokens: Tensor) -> tuple[Tensor, _SearchState, Tensor]:
         """Log-probabilities (B, V) of the next token after ``last_tokens`` (B,) and the attention
         weights (B, S) of this step (zeros for a mechanism that returns none)."""
-        o = self.decoder.step(last_tokens, state.decoder, state.keys, state.key_mask, state.t, True)
-        w = o.weights if o.weights is not None else torch.zeros_like(state.key_mask, dtype=state.keys.dtype)
+        o = self.decoder.step(last_tokens, state.decoder, state.keys, state.key_allowed, state.t, True)
+        w = o.weights if o.weights is not None else torch.zeros_like(state.key_allowed, dtype=state.keys.dtype)
         logp = F.log_softmax(o.logits.float(), dim=-1)  # (B, V)
-        return logp, _SearchState(state.keys, state.key_mask, o.state, state.t + 1), w
+        return logp, _SearchState(state.keys, state.key_allowed, o.state, state.t + 1), w
 
     def reorder(self, state: _SearchState, index: Tensor) -> _SearchState:
         """Rows ``index`` of every tensor of the state."""
@@ -377,9 +393,11 @@ class Seq2Seq(nn.Module):
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
         if src.dim() != 2 or src_lengths.shape != src.shape[:1]:
-            raise ValueError(f"src must be (B, S) with src_lengths (B,), got {tuple(src.shape)} and {tuple(src_lengths.shape)}")
-        keys, key_mask, dec = self.encode(src, src_lengths)
-        state = _SearchState(keys, key_mask, dec, 0)
+            raise ValueError(
+                f"src must be (B, S) with src_lengths (B,), got {tuple(src.shape)} and {tuple(src_lengths.shape)}"
+            )
+        keys, key_allowed, dec = self.encode(src, src_lengths)
+        state = _SearchState(keys, key_allowed, dec, 0)
         B = src.shape[0]
         if beam_size == 1:
             hyps = decoding.greedy_search(self.step, state, batch_size=B, max_len=max_len, bos=BOS, eos=EOS,

@@ -6,7 +6,7 @@
   ``attnkit list`` can ask every backend whether it could run a mechanism's
   real call (``not_supported_reasons``) instead of guessing.
 * :func:`decoder_inputs`: validation and shaping of the decoder-style call
-  ``forward(query, keys, values=None, *, key_mask=None, ...)``.
+  ``forward(query, keys, values=None, *, key_allowed=None, ...)``.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def decoder_inputs(
     query: Tensor,
     keys: Tensor,
     values: Optional[Tensor],
-    key_mask: Optional[Tensor],
+    key_allowed: Optional[Tensor],
     *,
     query_dim: int,
     key_dim: int,
@@ -81,7 +81,9 @@ def decoder_inputs(
     """Check the decoder-style inputs and bring them to 3-D.
 
     query (B, L, Dq) or one step (B, Dq); keys (B, S, Dk); values (B, S, Dv)
-    default to keys; key_mask (B, S) bool, True at real tokens.
+    default to keys; key_allowed (B, S) bool, True = the key may be attended (a
+    real token), False = ignored (padding); torch's ``key_padding_mask`` is its
+    negation.
     """
     for name, t in (("query", query), ("keys", keys)):
         if not isinstance(t, Tensor):
@@ -90,7 +92,9 @@ def decoder_inputs(
     if squeeze:
         query = query.unsqueeze(1)  # (B, 1, Dq)
     if query.dim() != 3:
-        raise ValueError(f"{module}: query has shape {shape_str(query)}; expected (B, L, {query_dim}) or (B, {query_dim})")
+        raise ValueError(
+            f"{module}: query has shape {shape_str(query)}; expected (B, L, {query_dim}) or (B, {query_dim})"
+        )
     if query.shape[-1] != query_dim:
         raise ValueError(
             f"{module}: query has {query.shape[-1]} features but the layer was built with query_dim={query_dim}; "
@@ -109,21 +113,24 @@ def decoder_inputs(
         values = keys
     elif not isinstance(values, Tensor) or values.dim() != 3 or values.shape[:2] != keys.shape[:2]:
         got = shape_str(values) if isinstance(values, Tensor) else type(values).__name__
-        raise ValueError(f"{module}: values has shape {got}; expected (B, S, Dv) = ({keys.shape[0]}, {keys.shape[1]}, Dv)")
+        raise ValueError(
+            f"{module}: values has shape {got}; expected (B, S, Dv) = ({keys.shape[0]}, {keys.shape[1]}, Dv)"
+        )
     if value_dim is not None and values.shape[-1] != value_dim:
         raise ValueError(
             f"{module}: values have {values.shape[-1]} features but the layer was built with value_dim={value_dim}; "
             f"build it with value_dim={values.shape[-1]}"
         )
     mask = None
-    if key_mask is not None:
-        if not isinstance(key_mask, Tensor) or key_mask.dtype != torch.bool or key_mask.shape != keys.shape[:2]:
-            got = f"{key_mask.dtype} {shape_str(key_mask)}" if isinstance(key_mask, Tensor) else type(key_mask).__name__
+    if key_allowed is not None:
+        ka = key_allowed
+        if not isinstance(ka, Tensor) or ka.dtype != torch.bool or ka.shape != keys.shape[:2]:
+            got = f"{ka.dtype} {shape_str(ka)}" if isinstance(ka, Tensor) else type(ka).__name__
             raise ValueError(
-                f"{module}: key_mask must be a bool tensor of shape (B, S) = ({keys.shape[0]}, {keys.shape[1]}), "
-                f"True at real tokens; got {got}"
+                f"{module}: key_allowed must be a bool tensor of shape (B, S) = ({keys.shape[0]}, {keys.shape[1]}), "
+                f"True at the keys that may be attended (a torch key_padding_mask is its negation); got {got}"
             )
-        mask = key_mask[:, None, None, :]  # (B, 1, 1, S): broadcasts over heads and the L queries
+        mask = key_allowed[:, None, None, :]  # (B, 1, 1, S): broadcasts over heads and the L queries
     return DecoderInputs(query, keys, values, mask, squeeze)
 
 

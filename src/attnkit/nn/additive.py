@@ -31,7 +31,9 @@ from .registry import register_mechanism
 __all__ = ["AdditiveAttention", "additive_score"]
 
 
-def additive_score(w_q: Tensor, w_k: Tensor, v: Tensor, bias: Optional[Tensor] = None, *, g: Optional[Tensor] = None) -> Additive:
+def additive_score(
+    w_q: Tensor, w_k: Tensor, v: Tensor, bias: Optional[Tensor] = None, *, g: Optional[Tensor] = None
+) -> Additive:
     """The functional :class:`~attnkit.core.scores.Additive` score, with
     ``v`` weight-normalised to ``g · v / |v|`` when ``g`` is given."""
     if g is not None:
@@ -62,8 +64,9 @@ class AdditiveAttention(nn.Module):
             ("sparsemax", "entmax15", ...).
 
     Shapes: query (B, L, query_dim) or one step (B, query_dim); keys
-    (B, S, key_dim); values (B, S, value_dim) default to keys; key_mask (B, S)
-    bool, True at real tokens -> context (B, [L,] value_dim), weights
+    (B, S, key_dim); values (B, S, value_dim) default to keys; key_allowed (B, S)
+    bool (True = the key may be attended, a real token; False = padding;
+    torch's ``key_padding_mask`` is its negation) -> context (B, [L,] value_dim), weights
     (B, [L,] S) when ``need_weights``.
 
     Example::
@@ -128,7 +131,7 @@ class AdditiveAttention(nn.Module):
         keys: Tensor,
         values: Optional[Tensor] = None,
         *,
-        key_mask: Optional[Tensor] = None,
+        key_allowed: Optional[Tensor] = None,
         step: Optional[int] = None,
         state: Any = None,
         need_weights: bool = False,
@@ -138,7 +141,7 @@ class AdditiveAttention(nn.Module):
         same ``keys`` skip ``W_k k`` (pass it back as ``state=``); any other
         state is ignored."""
         di = decoder_inputs(
-            "AdditiveAttention", query, keys, values, key_mask,
+            "AdditiveAttention", query, keys, values, key_allowed,
             query_dim=self.query_dim, key_dim=self.key_dim, value_dim=self.value_dim,
         )
         kp, new_state = projected_keys(di.keys, self.w_k, state)  # (B, S, D)

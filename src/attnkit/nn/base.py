@@ -15,13 +15,22 @@ decoders, the Transformer blocks) can plug in any registered mechanism:
   step (the previous weights of content/NTM attention, a KV cache), else None.
 
 Decoder-style mechanisms (additive, Luong, local, content, hard) take
-``forward(query, keys, values=None, *, key_mask=None, step=None, state=None,
-need_weights=False)``: ``key_mask`` (B, S) bool is True at real tokens
-(DESIGN.md polarity: True = attend), ``values`` default to ``keys``, ``step``
+``forward(query, keys, values=None, *, key_allowed=None, step=None, state=None,
+need_weights=False)``: ``key_allowed`` (B, S) bool is True where a key may be
+attended (a real token) and False where it may not (padding): DESIGN.md's
+polarity, True = attend, the negation of torch's ``key_padding_mask`` (True =
+padding; pass ``~key_padding_mask``). ``values`` default to ``keys``, ``step``
 is the decoder position t (local-m centres its window there), ``state`` is the
 previous step's ``AttentionOutput.state``. A one-step query (B, Dq) gives a
 context (B, D) and weights (B, S) (the L axis dropped). Each mechanism's
 ``output_dim`` attribute is the size D of its context.
+
+A query with no allowed key (every ``key_allowed`` False, or every key of its
+row masked) gets the attention context 0 (weights 0, finite zero gradients),
+as every backend of :func:`attnkit.functional.attention` gives it; a module's
+output is then what its own layers make of that 0 (``MultiHeadAttention``:
+``out_proj(0)``, the output bias; Luong's ``combine``: ``tanh(W_c [0; h_t])``).
+Never NaN.
 """
 
 from __future__ import annotations

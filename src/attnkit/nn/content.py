@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.scores import Cosine
-from ._common import check_dim, decoder_inputs, attend
+from ._common import attend, check_dim, decoder_inputs
 from .base import AttentionOutput
 from .registry import register_mechanism
 
@@ -91,7 +91,9 @@ class ContentAttention(nn.Module):
         location: use the interpolation, shift and sharpening steps; False
             gives pure content addressing ``softmax(β cos(k, M))``.
 
-    ``forward(query (B, L, Dq) or (B, Dq), keys (B, N, Dk), ..., state=w_prev)``:
+    ``forward(query (B, L, Dq) or (B, Dq), keys (B, N, Dk), ..., key_allowed=None, state=w_prev)``:
+    ``key_allowed`` (B, N) bool is True at the memory rows that may be read (False =
+    padding; torch's ``key_padding_mask`` is its negation).
     with L > 1 the L queries are L successive steps. ``state`` is the
     previous weights (B, N); None starts from the uniform weighting over the
     real rows. The returned state is the last step's weights (B, N).
@@ -141,19 +143,22 @@ class ContentAttention(nn.Module):
         keys: Tensor,
         values: Optional[Tensor] = None,
         *,
-        key_mask: Optional[Tensor] = None,
+        key_allowed: Optional[Tensor] = None,
         step: Optional[int] = None,
         state: Optional[Tensor] = None,
         need_weights: bool = False,
     ) -> AttentionOutput:
         di = decoder_inputs(
-            "ContentAttention", query, keys, values, key_mask,
+            "ContentAttention", query, keys, values, key_allowed,
             query_dim=self.query_dim, key_dim=self.key_dim, value_dim=self.value_dim,
         )
         B, L, _ = di.query.shape
         N = di.keys.shape[1]
         w_c = self._content(di.query, di.keys, di.values, di.mask)  # (B, L, N)
-        real = key_mask.to(w_c.dtype) if key_mask is not None else torch.ones(B, N, dtype=w_c.dtype, device=w_c.device)
+        if key_allowed is not None:
+            real = key_allowed.to(w_c.dtype)  # (B, N) 1 at the rows that may be read
+        else:
+            real = torch.ones(B, N, dtype=w_c.dtype, device=w_c.device)
         if not self.location:
             ws = w_c
             w_last = ws[:, -1]

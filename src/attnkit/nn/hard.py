@@ -51,7 +51,10 @@ class HardAttention(nn.Module):
         stochastic_eval: keep sampling in eval mode; by default eval mode
             picks the argmax ("sample" and "gumbel").
 
-    ``forward(..., generator=None)`` draws with ``generator`` when given.
+    ``forward(query, keys, values=None, *, key_allowed=None, ..., generator=None)``:
+    ``key_allowed`` (B, S) bool, True = the key may be picked (a real token),
+    False = padding (torch's ``key_padding_mask`` is its negation); draws with
+    ``generator`` when given.
     Returns AttentionOutput(context = the chosen value, weights = one-hot,
     log_prob (B, [L]) of the drawn position for "sample"/"gumbel" in training).
     """
@@ -94,14 +97,14 @@ class HardAttention(nn.Module):
         keys: Tensor,
         values: Optional[Tensor] = None,
         *,
-        key_mask: Optional[Tensor] = None,
+        key_allowed: Optional[Tensor] = None,
         step: Optional[int] = None,
         state: Any = None,
         need_weights: bool = False,
         generator: Optional[torch.Generator] = None,
     ) -> AttentionOutput:
         di = decoder_inputs(
-            "HardAttention", query, keys, values, key_mask,
+            "HardAttention", query, keys, values, key_allowed,
             query_dim=self.query_dim, key_dim=self.key_dim, value_dim=self.value_dim,
         )
         norm = self._normalizer()
@@ -111,10 +114,11 @@ class HardAttention(nn.Module):
         )
         return AttentionOutput(ctx, w, lp, None)
 
-    def entropy(self, query: Tensor, keys: Tensor, *, key_mask: Optional[Tensor] = None) -> Tensor:
-        """Entropy ``-Σ p log p`` (B, [L]) of the distribution the positions are drawn from."""
+    def entropy(self, query: Tensor, keys: Tensor, *, key_allowed: Optional[Tensor] = None) -> Tensor:
+        """Entropy ``-Σ p log p`` (B, [L]) of the distribution the positions are drawn from
+        (``key_allowed`` (B, S) bool, True = may be picked)."""
         di = decoder_inputs(
-            "HardAttention", query, keys, None, key_mask, query_dim=self.query_dim, key_dim=self.key_dim,
+            "HardAttention", query, keys, None, key_allowed, query_dim=self.query_dim, key_dim=self.key_dim,
         )
         _, p = attend(di.query, di.keys, di.keys, score=self.align.score(), mask=di.mask, return_weights=True)
         h = -(torch.where(p > 0, p * torch.log(p.clamp_min(1e-30)), torch.zeros_like(p))).sum(-1)  # (B, L)

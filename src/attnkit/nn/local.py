@@ -50,7 +50,8 @@ def predictive_position(h: Tensor, w_p: Tensor, v_p: Tensor, lengths: Tensor | f
 
 
 @register_mechanism("local-p", "local-predictive", "luong-local-p", paper=_PAPER,
-                    formula="p_t = S·sigmoid(v_pᵀ tanh(W_p h_t)); a_t(s) = align(h_t, h̄_s)·exp(-(s-p_t)²/(2σ²)), |s-p_t| <= D",
+                    formula="p_t = S·sigmoid(v_pᵀ tanh(W_p h_t)); "
+                    "a_t(s) = align(h_t, h̄_s)·exp(-(s-p_t)²/(2σ²)), |s-p_t| <= D",
                     defaults={"mode": "predictive"})
 @register_mechanism("local-m", "local-monotonic", "luong-local-m", "local", paper=_PAPER,
                     formula="p_t = t; a_t = softmax(align(h_t, h̄_s)) over |s - p_t| <= D",
@@ -72,7 +73,9 @@ class LocalAttention(nn.Module):
         dropout, normalizer: as in :class:`LuongAttention`.
 
     local-p takes S as each sequence's real length (the number of True in
-    ``key_mask``, or the key length).
+    ``key_allowed``, or the key length). ``key_allowed`` (B, S) bool: True = the
+    key may be attended (a real token), False = padding (torch's
+    ``key_padding_mask`` is its negation).
     """
 
     def __init__(
@@ -98,7 +101,8 @@ class LocalAttention(nn.Module):
             raise ValueError(f"gaussian must be one of {GAUSSIAN_MODES}, got {gaussian!r}")
         if score not in ("dot", "general", "concat"):
             raise ValueError(f"score must be 'dot', 'general' or 'concat', got {score!r}")
-        if half_width is not None and (isinstance(half_width, bool) or not isinstance(half_width, int) or half_width < 0):
+        bad_width = isinstance(half_width, bool) or not isinstance(half_width, int) or half_width < 0
+        if half_width is not None and bad_width:
             raise ValueError(f"half_width (D) must be an int >= 0 or None (global attention), got {half_width!r}")
         check_dim(hidden_dim, "hidden_dim", allow_none=True)
         fk = {"device": device, "dtype": dtype}
@@ -121,14 +125,14 @@ class LocalAttention(nn.Module):
         """σ = D / 2 of the Gaussian (local-p)."""
         return (self.half_width or 0) / 2.0
 
-    def centers(self, query: Tensor, key_mask: Optional[Tensor], S: int, step: Optional[int] = None) -> Tensor:
+    def centers(self, query: Tensor, key_allowed: Optional[Tensor], S: int, step: Optional[int] = None) -> Tensor:
         """Aligned positions p_t (B, L) for a query (B, L, Dq)."""
         B, L, _ = query.shape
         if self.mode == "monotonic":
             t0 = 0 if step is None else int(step)
             p = torch.arange(t0, t0 + L, device=query.device, dtype=query.dtype)  # (L,)
             return p.expand(B, L)
-        lengths = key_mask.sum(-1) if key_mask is not None else float(S)
+        lengths = key_allowed.sum(-1) if key_allowed is not None else float(S)
         return predictive_position(query, self.w_p, self.v_p, lengths)  # (B, L)
 
     def forward(
@@ -137,7 +141,7 @@ class LocalAttention(nn.Module):
         keys: Tensor,
         values: Optional[Tensor] = None,
         *,
-        key_mask: Optional[Tensor] = None,
+        key_allowed: Optional[Tensor] = None,
         step: Optional[int] = None,
         state: Any = None,
         need_weights: bool = False,
@@ -145,15 +149,15 @@ class LocalAttention(nn.Module):
         """Context over the window; ``step`` is t of the first query (local-m).
         ``state`` is unused; the returned state holds ``{"centers": p_t}`` (B, [L])."""
         if self.half_width is None:
-            out = self.align(query, keys, values, key_mask=key_mask, need_weights=need_weights)
+            out = self.align(query, keys, values, key_allowed=key_allowed, need_weights=need_weights)
             return out
         di = decoder_inputs(
-            "LocalAttention", query, keys, values, key_mask,
+            "LocalAttention", query, keys, values, key_allowed,
             query_dim=self.query_dim, key_dim=self.key_dim, value_dim=self.value_dim,
         )
         B, L, _ = di.query.shape
         S = di.keys.shape[1]
-        p = self.centers(di.query, key_mask, S, step)  # (B, L)
+        p = self.centers(di.query, key_allowed, S, step)  # (B, L)
         window = fmasks.window_mask(L, S, self.half_width, centers=p)[:, None]  # (B, 1, L, S)
         mask = fmasks.combine(di.mask, window)
         dropout_p = self.align.dropout if self.training else 0.0

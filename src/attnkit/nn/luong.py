@@ -53,8 +53,10 @@ class LuongAttention(nn.Module):
         normalizer: "softmax" (default) or another normalizer name.
 
     Shapes: query (B, L, query_dim) or (B, query_dim); keys (B, S, key_dim);
-    key_mask (B, S) bool True at real tokens -> context (B, [L,] output_dim),
-    weights (B, [L,] S) when ``need_weights``.
+    key_allowed (B, S) bool (True = the key may be attended, a real token; False =
+    padding; torch's ``key_padding_mask`` is its negation) -> context
+    (B, [L,] output_dim), weights (B, [L,] S) when ``need_weights``. A query
+    with no allowed key gets the context 0 (with ``combine``: ``tanh(W_c [0; h_t])``).
     """
 
     def __init__(
@@ -134,7 +136,7 @@ class LuongAttention(nn.Module):
         keys: Tensor,
         values: Optional[Tensor] = None,
         *,
-        key_mask: Optional[Tensor] = None,
+        key_allowed: Optional[Tensor] = None,
         step: Optional[int] = None,
         state: Any = None,
         need_weights: bool = False,
@@ -143,7 +145,7 @@ class LuongAttention(nn.Module):
         ``mode="concat"`` returns a state: its projected keys, reused when passed
         back with the same ``keys`` (see :class:`AdditiveAttention`)."""
         di = decoder_inputs(
-            "LuongAttention", query, keys, values, key_mask,
+            "LuongAttention", query, keys, values, key_allowed,
             query_dim=self.query_dim, key_dim=self.key_dim, value_dim=self.value_dim,
         )
         if self.mode == "location" and di.keys.shape[1] > self.max_source_len:

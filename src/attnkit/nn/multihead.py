@@ -63,16 +63,21 @@ class MultiHeadAttention(nn.Module):
             their positions), ``ALiBi(num_heads)`` (a per-head distance penalty
             on the scores) or None. One instance may serve every layer.
 
-    ``forward(query, key=None, value=None, *, key_mask=None, attn_mask=None,
+    ``forward(query, key=None, value=None, *, key_allowed=None, attn_mask=None,
     causal=False, cache=None, need_weights=False, positions=None,
     score_mod=None, mask_mod=None) -> AttentionOutput``
 
     * query (B, L, embed_dim) (or one step (B, embed_dim)); key (B, S, key_dim)
       and value (B, S, value_dim); key=None is self-attention (value=None too).
-    * key_mask (B, S) bool, True at real keys (with a cache: S = all cached
-      positions including the new ones).
-    * attn_mask: bool (True = attend) or float (added), (L, S), (B, L, S) or
-      (B, H, L, S).
+    * key_allowed (B, S) bool: True = the key may be attended (a real token),
+      False = ignored (padding); torch's ``key_padding_mask`` is its negation
+      (pass ``~key_padding_mask``). With a cache S counts every cached position,
+      the new ones included.
+    * attn_mask: bool, True = may attend (torch SDPA's polarity, the negation of
+      ``torch.nn.MultiheadAttention``'s bool ``attn_mask``), or float (added to
+      the scores); (L, S), (B, L, S) or (B, H, L, S).
+    * A query with no allowed key gets context 0 from the attention, so its
+      output is ``out_proj(0)`` (the output bias), weights 0; never NaN.
     * causal: True = query i sees keys j <= i; with a cache the queries are
       the last L of S positions (bottom-right alignment) automatically.
     * cache: a :meth:`new_cache` KVCache; new keys/values are appended (a
@@ -231,7 +236,7 @@ class MultiHeadAttention(nn.Module):
         key: Optional[Tensor] = None,
         value: Optional[Tensor] = None,
         *,
-        key_mask: Optional[Tensor] = None,
+        key_allowed: Optional[Tensor] = None,
         attn_mask: Optional[Tensor] = None,
         causal: bool | str = False,
         cache: Optional[KVCache] = None,
@@ -253,7 +258,7 @@ class MultiHeadAttention(nn.Module):
         q_offset = cache.length if (cache is not None and not cache.static) else 0
         q, k, v, state = self._project(query, key, value, cache, positions, q_offset)
         S = k.shape[2]
-        options = self._attention_options(B, L, S, key_mask, attn_mask, causal, q_offset, score_mod, mask_mod)
+        options = self._attention_options(B, L, S, key_allowed, attn_mask, causal, q_offset, score_mod, mask_mod)
         stochastic = self.normalizer.stochastic
         if need_weights:
             options["return_weights"] = True
@@ -299,7 +304,9 @@ class MultiHeadAttention(nn.Module):
             self._check_input("key", key, self.key_dim, B)
             self._check_input("value", value, self.value_dim, B)
             if key.shape[1] != value.shape[1]:
-                raise ValueError(f"key has {key.shape[1]} positions but value has {value.shape[1]}; give one value per key")
+                raise ValueError(
+                    f"key has {key.shape[1]} positions but value has {value.shape[1]}; give one value per key"
+                )
             if rope is not None and positions is not None:
                 raise ValueError("positions= applies to self-attention (key=None); cross-attention keys get 0..S-1")
             q = split_heads(self.q_proj(query), H, Dh)  # (B, H, L, Dh)
@@ -325,7 +332,7 @@ class MultiHeadAttention(nn.Module):
         return q, k, v, cache
 
     def _attention_options(
-        self, B: int, L: int, S: int, key_mask: Optional[Tensor], attn_mask: Optional[Tensor],
+        self, B: int, L: int, S: int, key_allowed: Optional[Tensor], attn_mask: Optional[Tensor],
         causal: bool | str, q_offset: int, score_mod: Any, mask_mod: Any,
     ) -> dict[str, Any]:
         """The keywords of the attention() call; the defaults are left out, so the plainest call
@@ -340,14 +347,16 @@ class MultiHeadAttention(nn.Module):
         if self.dropout > 0 and self.training:
             options["dropout_p"] = self.dropout
         mask = None
-        if key_mask is not None:
-            if not isinstance(key_mask, Tensor) or key_mask.dtype != torch.bool or key_mask.shape != (B, S):
-                got = f"{key_mask.dtype} {shape_str(key_mask)}" if isinstance(key_mask, Tensor) else type(key_mask).__name__
+        if key_allowed is not None:
+            ka = key_allowed
+            if not isinstance(ka, Tensor) or ka.dtype != torch.bool or ka.shape != (B, S):
+                got = f"{ka.dtype} {shape_str(ka)}" if isinstance(ka, Tensor) else type(ka).__name__
                 raise ValueError(
-                    f"key_mask must be a bool tensor (B, S) = ({B}, {S}), True at real keys (with a cache S counts "
-                    f"every cached position); got {got}"
+                    f"key_allowed must be a bool tensor (B, S) = ({B}, {S}), True at the keys that may be attended "
+                    f"(a torch key_padding_mask is its negation; with a cache S counts every cached position); "
+                    f"got {got}"
                 )
-            mask = key_mask[:, None, None, :]  # (B, 1, 1, S)
+            mask = key_allowed[:, None, None, :]  # (B, 1, 1, S)
         if attn_mask is not None:
             mask = fmasks.combine(mask, self._attn_mask(attn_mask, B, L, S))
         if mask is not None:
@@ -383,7 +392,9 @@ class MultiHeadAttention(nn.Module):
     def _attn_mask(self, attn_mask: Tensor, B: int, L: int, S: int) -> Tensor:
         m = attn_mask
         if not isinstance(m, Tensor) or not (m.dtype == torch.bool or m.is_floating_point()):
-            raise TypeError(f"attn_mask must be a bool (True = attend) or float tensor, got {getattr(m, 'dtype', type(m))}")
+            raise TypeError(
+                f"attn_mask must be a bool (True = attend) or float tensor, got {getattr(m, 'dtype', type(m))}"
+            )
         if m.dim() == 3:
             m = m.unsqueeze(1)  # (B, 1, L, S)
         ok = m.dim() in (2, 4) and m.shape[-2:] == (L, S)
@@ -439,8 +450,9 @@ class MultiHeadMechanism(MultiHeadAttention):
     """:class:`MultiHeadAttention` under the decoder-style call every sequence mechanism of the
     registry takes (:mod:`attnkit.nn.registry`), what ``attnkit.create("multi-head", dim)`` builds.
 
-    ``forward(query, keys=None, values=None, *, key_mask=None, step=None, state=None,
-    need_weights=False, **options)``: ``state`` is the :class:`KVCache` (the previous
+    ``forward(query, keys=None, values=None, *, key_allowed=None, step=None, state=None,
+    need_weights=False, **options)``: ``key_allowed`` (B, S) bool, True = may be attended
+    (see :class:`MultiHeadAttention`); ``state`` is the :class:`KVCache` (the previous
     step's ``AttentionOutput.state``, or one from :meth:`new_cache`); ``step`` is part
     of the shared call and not read (positions come from the cache). ``options`` are
     :meth:`MultiHeadAttention.forward`'s other keywords (``causal``, ``attn_mask``, ...).
@@ -452,7 +464,7 @@ class MultiHeadMechanism(MultiHeadAttention):
         keys: Optional[Tensor] = None,
         values: Optional[Tensor] = None,
         *,
-        key_mask: Optional[Tensor] = None,
+        key_allowed: Optional[Tensor] = None,
         step: Optional[int] = None,
         state: Optional[KVCache] = None,
         need_weights: bool = False,
@@ -461,5 +473,5 @@ class MultiHeadMechanism(MultiHeadAttention):
         cache = options.pop("cache", None)
         if cache is not None and state is not None and cache is not state:
             raise ValueError("pass the KV cache as cache= or as state=, not both")
-        return super().forward(query, keys, values, key_mask=key_mask, cache=state if cache is None else cache,
+        return super().forward(query, keys, values, key_allowed=key_allowed, cache=state if cache is None else cache,
                                need_weights=need_weights, **options)

@@ -29,9 +29,10 @@ module has an ``output_dim`` attribute: the size of the context it returns,
 so a decoder can size the layer that reads it. All of them accept the
 decoder-style call of :mod:`attnkit.nn.base`::
 
-    out = mech(query, keys, values=None, *, key_mask=None, step=None, state=None, need_weights=False)
+    out = mech(query, keys, values=None, *, key_allowed=None, step=None, state=None, need_weights=False)
     # query (B, L, query_dim) or one step (B, query_dim); keys (B, S, key_dim);
-    # key_mask (B, S) bool, True = real token; out is an AttentionOutput
+    # key_allowed (B, S) bool, True = may be attended (a real token), False = padding
+    # (torch's key_padding_mask is its negation); out is an AttentionOutput
     # (context (B, [L,] output_dim), weights, log_prob, state for the next step)
 
 ``multi-head`` and ``self-attention`` also take ``num_heads`` (8 and 1 by
@@ -167,9 +168,15 @@ def mechanism_info(name: str) -> MechanismInfo:
 def create(name: str, dim: int, **kwargs: Any) -> nn.Module:
     """Build a registered mechanism: ``create("bahdanau", 256, key_dim=512)``.
 
-    ``dim`` is the query size for sequence mechanisms (``key_dim``,
-    ``value_dim`` default to it), the channel count for vision ones and the
+    ``dim`` is the query size for sequence mechanisms (``key_dim`` defaults to
+    it, ``value_dim`` to ``key_dim``), the channel count for vision ones and the
     input size for sigma-pi; see the module docstring for the convention.
+
+    Example::
+
+        >>> m = create("bahdanau", 4, key_dim=6)
+        >>> m.query_dim, m.key_dim, m.value_dim
+        (4, 6, 6)
     """
     info = mechanism_info(name)
     return info.build(dim, **kwargs)

@@ -40,8 +40,10 @@ class SelfAttention(MultiHeadMechanism):
         key_dim, value_dim, num_kv_heads, head_dim, out_dim, dropout, score,
         normalizer, positional: as :class:`~attnkit.nn.MultiHeadAttention`.
 
-    ``forward(x (B, N, dim), *, key_mask=None, need_weights=False, state=None)``
-    (``state`` a KVCache, also accepted as ``cache=``). Given ``keys`` (the
+    ``forward(x (B, N, dim), *, key_allowed=None, need_weights=False, state=None)``
+    (``key_allowed`` (B, N) bool, True = the key may be attended, False = padding,
+    the negation of torch's ``key_padding_mask``; ``state`` a KVCache, also
+    accepted as ``cache=``). Given ``keys`` (the
     decoder-style call of the registry) it attends over them instead
     (cross-attention, never causal), with the same projections.
     """
@@ -76,11 +78,11 @@ class SelfAttention(MultiHeadMechanism):
         keys: Optional[Tensor] = None,
         values: Optional[Tensor] = None,
         *,
-        key_mask: Optional[Tensor] = None,
+        key_allowed: Optional[Tensor] = None,
         step: Optional[int] = None,
         state: Optional[KVCache] = None,
         need_weights: bool = False,
         **options: Any,
     ) -> AttentionOutput:
-        return super().forward(x, keys, values, key_mask=key_mask, step=step, state=state,
+        return super().forward(x, keys, values, key_allowed=key_allowed, step=step, state=state,
                                need_weights=need_weights, causal=self.causal and keys is None, **options)

@@ -19,9 +19,14 @@ conventions, converted here at the boundary and nowhere else (DESIGN.md):
 
 Differences, on purpose:
 
-* A query row with no allowed key gets weights 0, and where it has none in
-  every head, output 0 (torch returns NaN for both). Where only some heads
-  are empty, those heads contribute 0 (torch: NaN).
+* A query row with no allowed key (in some head) gets, in that head, the
+  attention context 0 and weights 0, so its output is what ``out_proj`` makes
+  of 0: ``out_proj.bias`` where every head is empty (attnkit's rule for every
+  module, :mod:`attnkit.nn.base`). torch 2.13 gives the same where it runs
+  ``scaled_dot_product_attention`` (``need_weights=False``), NaN output and
+  weights with ``need_weights=True``, and NaN output on its fused inference
+  paths (eval + no_grad self-attention with a bool mask; the fused
+  ``TransformerEncoderLayer``).
 * In training with ``dropout > 0`` the returned weights are those before
   dropout (attnkit's contract); torch returns the dropped ones.
 * ``is_causal=True`` without ``attn_mask`` applies the causal mask (torch
@@ -30,6 +35,21 @@ Differences, on purpose:
   ``need_weights=False``, drops ``attn_mask`` and runs SDPA's ``is_causal``
   over the keys including ``bias_k`` / the zero key, which its own
   need_weights=True path allows; attnkit always follows the mask.)
+
+Inside torch's own layers (``torch.nn.TransformerEncoderLayer``,
+``TransformerDecoderLayer``, ``TransformerEncoder``, ``Transformer``) set as
+``self_attn`` / ``multihead_attn``, it runs in training and in inference.
+torch's encoder layer has a fused inference fast path
+(``torch._transformer_encoder_layer_fwd``: eval, no gradients needed,
+batch_first, even num_heads, ...) that reads ``self_attn``'s weights and never
+calls its ``forward``; ``TransformerEncoder`` also turns a padded batch into a
+NestedTensor there. Both are decided on ``self_attn._qkv_same_embed_dim``,
+which this class sets False, so torch keeps to the layer's ordinary path and
+this forward runs (torch then warns once, when a ``TransformerEncoder`` is
+built around such a layer, that ``enable_nested_tensor`` is off). An encoder
+built with torch's attention and given this one afterwards still converts
+padded batches to NestedTensors; forward takes those (self-attention) and
+returns one. :meth:`merge_masks` is torch's, for code that calls it.
 """
 
 from __future__ import annotations
@@ -78,6 +98,10 @@ def _mean_weights_by_rows(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor
 class TorchMultiheadAttention(nn.Module):
     """``torch.nn.MultiheadAttention`` with the same arguments, state_dict and masks.
 
+    Masks follow torch: ``key_padding_mask`` (N, S) bool True = padding (ignored),
+    ``attn_mask`` bool True = NOT allowed; float masks are added to the scores.
+    (attnkit's own modules take the opposite, ``key_allowed`` True = may attend.)
+
     Args:
         embed_dim: E, the query and output size.
         num_heads: heads; must divide embed_dim.
@@ -95,6 +119,11 @@ class TorchMultiheadAttention(nn.Module):
         >>> ours.load_state_dict(ref.state_dict())
         <All keys matched successfully>
     """
+
+    #: torch's TransformerEncoderLayer / TransformerEncoder take their fused inference path
+    #: (which bypasses forward) only when ``self_attn._qkv_same_embed_dim`` is True; False keeps
+    #: them calling forward. The parameter layout is ``_packed_in_proj``.
+    _qkv_same_embed_dim = False
 
     def __init__(
         self,
@@ -123,13 +152,13 @@ class TorchMultiheadAttention(nn.Module):
         self.embed_dim = embed_dim
         self.kdim = kdim if kdim is not None else embed_dim
         self.vdim = vdim if vdim is not None else embed_dim
-        self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
+        self._packed_in_proj = self.kdim == embed_dim and self.vdim == embed_dim  # one (3E, E) in_proj_weight
         self.num_heads = num_heads
         self.dropout = check_dropout(dropout)
         self.batch_first = bool(batch_first)
         self.head_dim = embed_dim // num_heads
         self.add_zero_attn = bool(add_zero_attn)
-        if self._qkv_same_embed_dim:
+        if self._packed_in_proj:
             self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim, **fk))  # (3E, E)
             self.register_parameter("q_proj_weight", None)
             self.register_parameter("k_proj_weight", None)
@@ -152,7 +181,7 @@ class TorchMultiheadAttention(nn.Module):
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
-        if self._qkv_same_embed_dim:
+        if self._packed_in_proj:
             nn.init.xavier_uniform_(self.in_proj_weight)
         else:
             for w in (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight):
@@ -165,7 +194,7 @@ class TorchMultiheadAttention(nn.Module):
             nn.init.xavier_normal_(self.bias_v)
 
     def _weights(self) -> tuple[Tensor, Tensor, Tensor]:
-        if self._qkv_same_embed_dim:
+        if self._packed_in_proj:
             return self.in_proj_weight.chunk(3)  # 3 x (E, E)
         return self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
 
@@ -176,7 +205,10 @@ class TorchMultiheadAttention(nn.Module):
 
     def _key_padding(self, kpm: Tensor, N: int, S: int) -> Tensor:
         if not isinstance(kpm, Tensor) or not (kpm.dtype == torch.bool or kpm.is_floating_point()):
-            raise TypeError(f"key_padding_mask must be a bool (True = ignore) or float tensor, got {getattr(kpm, 'dtype', type(kpm))}")
+            raise TypeError(
+                "key_padding_mask must be a bool (True = ignore) or float tensor, "
+                f"got {getattr(kpm, 'dtype', type(kpm))}"
+            )
         if kpm.shape != (N, S):
             raise ValueError(f"key_padding_mask has shape {shape_str(kpm)}; expected (N, S) = ({N}, {S})")
         m = ~kpm if kpm.dtype == torch.bool else kpm  # our polarity: True = attend
@@ -184,7 +216,9 @@ class TorchMultiheadAttention(nn.Module):
 
     def _attn_mask(self, am: Tensor, N: int, L: int, S: int) -> Tensor:
         if not isinstance(am, Tensor) or not (am.dtype == torch.bool or am.is_floating_point()):
-            raise TypeError(f"attn_mask must be a bool (True = not allowed) or float tensor, got {getattr(am, 'dtype', type(am))}")
+            raise TypeError(
+                f"attn_mask must be a bool (True = not allowed) or float tensor, got {getattr(am, 'dtype', type(am))}"
+            )
         H = self.num_heads
         if am.dim() == 2:
             if am.shape != (L, S):
@@ -218,6 +252,8 @@ class TorchMultiheadAttention(nn.Module):
         for name, t in (("query", query), ("key", key), ("value", value)):
             if not isinstance(t, Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if query.is_nested:
+            return self._nested_self_attention(query, key, value, key_padding_mask, need_weights, attn_mask, is_causal)
         unbatched = query.dim() == 2
         if unbatched:
             if key.dim() != 2 or value.dim() != 2:
@@ -235,10 +271,13 @@ class TorchMultiheadAttention(nn.Module):
             raise ValueError(f"query has {E} features but embed_dim={self.embed_dim}")
         if key.dim() != 3 or key.shape[-1] != self.kdim or value.dim() != 3 or value.shape[-1] != self.vdim:
             raise ValueError(
-                f"key {shape_str(key)} / value {shape_str(value)} must have kdim={self.kdim} / vdim={self.vdim} features"
+                f"key {shape_str(key)} / value {shape_str(value)} must have kdim={self.kdim} / vdim={self.vdim} "
+                "features"
             )
         if key.shape[0] != N or value.shape[:2] != key.shape[:2]:
-            raise ValueError(f"key {shape_str(key)} and value {shape_str(value)} must match the query batch {N} and each other")
+            raise ValueError(
+                f"key {shape_str(key)} and value {shape_str(value)} must match the query batch {N} and each other"
+            )
         S = key.shape[1]
         H, Dh = self.num_heads, self.head_dim
 
@@ -284,12 +323,7 @@ class TorchMultiheadAttention(nn.Module):
             res = attend(q, k, v, mask=mask, dropout_p=dropout_p, return_weights=need_weights)
             out, w = (res if need_weights else (res, None))
         out = out.transpose(1, 2).reshape(N, L, E)  # (N, L, E)
-        out = self.out_proj(out)
-        if mask is not None:
-            allowed = fmasks.to_bool(mask).expand(N, H, L, k.shape[2]).any(-1)  # (N, H, L)
-            empty = ~allowed.any(1)  # (N, L): no head may attend anywhere
-            if bool(empty.any()):
-                out = out.masked_fill(empty.unsqueeze(-1), 0.0)  # (N, L, 1)
+        out = self.out_proj(out)  # a query with no allowed key: out_proj(0)
         if w is not None and average_attn_weights:
             w = w.mean(dim=1)  # (N, L, S')
         if unbatched:
@@ -298,6 +332,53 @@ class TorchMultiheadAttention(nn.Module):
         elif not self.batch_first:
             out = out.transpose(0, 1)  # (L, N, E)
         return out, w
+
+    def _nested_self_attention(
+        self, x: Tensor, key: Tensor, value: Tensor, key_padding_mask: Optional[Tensor], need_weights: bool,
+        attn_mask: Optional[Tensor], is_causal: bool,
+    ) -> tuple[Tensor, None]:
+        """Self-attention over a NestedTensor (N, *, E), what ``torch.nn.TransformerEncoder``
+        passes its layers on its fast path: padded, attended with the padding masked, nested again."""
+        if key is not x or value is not x or key_padding_mask is not None or attn_mask is not None or need_weights \
+                or is_causal:
+            raise ValueError(
+                "a NestedTensor query is taken for self-attention only (key and value the same tensor, no masks, "
+                "is_causal=False, need_weights=False); pass padded (N, L, E) tensors with a key_padding_mask instead"
+            )
+        parts = x.unbind()  # N x (L_i, E)
+        lengths = torch.tensor([t.shape[0] for t in parts], device=parts[0].device)  # (N,)
+        padded = x.to_padded_tensor(0.0)  # (N, L, E)
+        pad = torch.arange(padded.shape[1], device=padded.device)[None, :] >= lengths[:, None]  # (N, L) True = padding
+        if not self.batch_first:
+            padded = padded.transpose(0, 1)  # (L, N, E)
+        out, _ = self.forward(padded, padded, padded, key_padding_mask=pad, need_weights=False)
+        if not self.batch_first:
+            out = out.transpose(0, 1)  # (N, L, E)
+        return torch.nested.as_nested_tensor([out[i, : t.shape[0]] for i, t in enumerate(parts)]), None
+
+    def merge_masks(
+        self, attn_mask: Optional[Tensor], key_padding_mask: Optional[Tensor], query: Tensor
+    ) -> tuple[Optional[Tensor], Optional[int]]:
+        """``torch.nn.MultiheadAttention.merge_masks``: the one mask torch's fused kernels take and its type.
+
+        ``key_padding_mask`` (N, S) alone -> (it, 1); ``attn_mask`` (L, L) or (N·H, L, L) -> expanded
+        to (N, H, L, L), type 2, added to the expanded ``key_padding_mask`` when both are given (torch's
+        masks: True / -inf = not allowed); neither -> (None, None). query (N, L, E).
+        """
+        mask_type: Optional[int] = None
+        merged: Optional[Tensor] = None
+        if key_padding_mask is not None:
+            mask_type, merged = 1, key_padding_mask
+        if attn_mask is not None:
+            N, L, _ = query.shape
+            mask_type = 2
+            if attn_mask.dim() == 3:
+                merged = attn_mask.view(N, -1, L, L)  # (N, H, L, L)
+            else:
+                merged = attn_mask.view(1, 1, L, L).expand(N, self.num_heads, -1, -1)  # (N, H, L, L)
+            if key_padding_mask is not None:
+                merged = merged + key_padding_mask.view(N, 1, 1, L).expand(-1, self.num_heads, -1, -1)
+        return merged, mask_type
 
     def extra_repr(self) -> str:
         return (
