@@ -5,8 +5,9 @@ One module per command under ``attnkit.cli``; each defines
 Add a command by adding its module to :data:`COMMANDS`; helpers the commands
 share live in :mod:`attnkit.cli._common`. User errors (ValueError, TypeError,
 FileNotFoundError) print one line and exit with status 2, never a traceback;
-the Python arguments they name are shown as the command's flags. Output piped
-into a reader that stops early (``attnkit list | head``) ends quietly (status 141).
+the Python arguments they name are shown as the command's flags. So does a missing
+optional package (:class:`~attnkit.core.optional.MissingExtra`): its line names the extra to install.
+Output piped into a reader that stops early (``attnkit list | head``) ends quietly (status 141).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import importlib
 import os
 import sys
 
+from ..core.optional import MissingExtra
 from ._common import CliError, as_flags, flags_of
 
 __all__ = ["main", "COMMANDS", "CliError"]
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="attnkit", description="Neural attention: every mechanism, fast kernels, tools to see inside."
     )
+    # the package root is imported before any of its submodules; cli/ may not import it by name (layers)
+    parser.add_argument("--version", action="version", version=f"attnkit {sys.modules['attnkit'].__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for mod in COMMANDS.values():
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         # the reader has all it wanted: no traceback, and no second error when Python flushes stdout at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a command whose reader closed the pipe
-    except (ValueError, TypeError, FileNotFoundError, IsADirectoryError) as e:
+    except (ValueError, TypeError, FileNotFoundError, IsADirectoryError, MissingExtra) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         msg = as_flags(msg, _command_flags(parser, args.command))
         print(f"attnkit {args.command}: error: {msg}", file=sys.stderr)

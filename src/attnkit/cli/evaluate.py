@@ -17,7 +17,8 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score a trained run (exact match, PER/CER, WER, chrF)", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("evaluate", help="score a trained run (exact match, PER/CER, WER, chrF)", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="a run directory written by attnkit train / demo")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"), help="which split (default test)")
     p.add_argument("--beam", type=int, default=1, help="beam size (default 1 = greedy)")
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         "split": args.split,
         "checkpoint": args.checkpoint,
         "beam": args.beam,
-        **{k: v for k, v in m.items() if isinstance(v, (int, float))},
+        **{k: v for k, v in m.items() if v is None or isinstance(v, (int, float))},  # None: could not be computed
         "steps": meta.get("step"),
         "parameters": summary.get("parameters"),
         "seconds": round(time.perf_counter() - t0, 2),
@@ -62,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json_line(result))
         return 0
-    print_metrics(result, title=f"{task.name} {args.split} ({int(m.get('examples', 0))} examples, {args.checkpoint} checkpoint at step {meta.get('step')}, beam {args.beam})")
+    print_metrics(result, title=f"{task.name} {args.split} ({int(m.get('examples', 0))} examples, "
+                                f"{args.checkpoint} checkpoint at step {meta.get('step')}, beam {args.beam})")
     if preds:
         wrong = [p for p in preds if not p["correct"]][: args.errors]
         if wrong:

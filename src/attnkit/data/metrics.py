@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..core.optional import require
+
 __all__ = ["edit_distance", "closest_reference", "sequence_metrics", "chrf"]
 
 
@@ -78,7 +80,9 @@ def sequence_metrics(
 
 
 def chrf(hyps: Sequence[str], refs: Sequence[str]) -> float:
-    """Corpus chrF (Popović 2015) through sacrebleu, on a 0..100 scale."""
-    from sacrebleu.metrics import CHRF
+    """Corpus chrF (Popović 2015) through sacrebleu, on a 0..100 scale.
 
-    return float(CHRF().corpus_score(list(hyps), [list(refs)]).score)
+    Raises :class:`~attnkit.core.optional.MissingExtra` without sacrebleu (``pip install 'attnkit[data]'``).
+    """
+    sacrebleu = require("sacrebleu", purpose="chrF")
+    return float(sacrebleu.metrics.CHRF().corpus_score(list(hyps), [list(refs)]).score)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from ..core.optional import require
 from .base import Example, Seq2SeqTask, register_task, split_indices
 from .vocab import Vocab
 
@@ -19,15 +20,13 @@ __all__ = ["NumbersTask", "number_words"]
 
 @lru_cache(maxsize=None)
 def _words(lang: str, lo: int, hi: int) -> tuple[str, ...]:
-    from num2words import num2words
-
+    num2words = require("num2words", purpose="the numbers task").num2words
     return tuple(num2words(n, lang=lang) for n in range(lo, hi + 1))
 
 
 def number_words(n: int, *, lang: str = "en") -> str:
     """``number_words(43, lang="de") == "dreiundvierzig"``."""
-    from num2words import num2words
-
+    num2words = require("num2words", purpose="the numbers task").num2words
     try:
         return num2words(int(n), lang=lang)
     except NotImplementedError:

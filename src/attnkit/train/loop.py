@@ -375,7 +375,8 @@ def _load_last(out: Optional[Path], model: torch.nn.Module) -> tuple[dict[str, t
         raise ValueError("resume=True needs out_dir, the run directory to continue")
     tensors, meta = load_checkpoint(out, "last")
     if meta["config"] != model_config(model):
-        raise CheckpointError(f"{out}/last.json was saved from another model config; rebuild it with load_run({str(out)!r})")
+        raise CheckpointError(f"{out}/last.json was saved from another model config; "
+                              f"rebuild it with load_run({str(out)!r})")
     return tensors, meta
 
 
@@ -434,14 +435,15 @@ def validate(run: _Run) -> dict[str, Any]:
     """Score the validation split; a new best updates the state, keeps the weights and saves ``best``."""
     state, metric = run.state, run.metric
     m = run.task.evaluate(run.model, "valid", max_examples=run.opts.eval_examples)
-    m = {k: v for k, v in m.items() if isinstance(v, (int, float))}
+    m = {k: v for k, v in m.items() if v is None or isinstance(v, (int, float))}  # None: could not be computed
     val = m.get(metric)
     improved = val is not None and (_better(val, state.best, run.higher) or _no_worse(m, state.best_metrics, metric))
     if improved:
         state.best, state.best_step = val, state.step
         state.best_metrics = {k: m[k] for k in (metric, "token_error_rate") if k in m}
     run.log_event({"event": "valid", "step": state.step, **m})
-    run.bar.log(f"step {state.step}: valid {metric} {val:.4f}" + (" (best)" if improved else ""))
+    shown = f"{val:.4f}" if val is not None else "missing"
+    run.bar.log(f"step {state.step}: valid {metric} {shown}" + (" (best)" if improved else ""))
     if improved:
         run.best_weights = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
         run.save("best", m)
@@ -478,7 +480,7 @@ def finish(run: _Run, start_step: int, *, final_eval: bool) -> dict[str, Any]:
             best, _ = load_checkpoint(run.out, "best")
             model.load_state_dict({k: v.to(run.device) for k, v in split_prefix(best, "model").items()})
         test = run.task.evaluate(model, "test")
-        result.update({k: v for k, v in test.items() if isinstance(v, (int, float))})
+        result.update({k: v for k, v in test.items() if v is None or isinstance(v, (int, float))})
     if run.out is not None:
         write_atomic(run.out / "metrics.json", (json.dumps(result, indent=1) + "\n").encode())
         run.log_event({"event": "done", **result})

@@ -13,6 +13,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from ..core.optional import require
+
 __all__ = ["SHADES", "alignment_grid", "plot_alignments", "argmax_alignment", "span_alignment"]
 
 #: light to dark, one character per fifth of the weight
@@ -22,7 +24,8 @@ SHADES = " ░▒▓█"
 def _check(weights: Tensor, rows: Sequence[str], cols: Sequence[str]) -> Tensor:
     w = torch.as_tensor(weights, dtype=torch.float32)
     if w.dim() != 2 or w.shape != (len(rows), len(cols)):
-        raise ValueError(f"weights have shape {tuple(w.shape)}; expected (outputs, inputs) = ({len(rows)}, {len(cols)})")
+        raise ValueError(f"weights have shape {tuple(w.shape)}; "
+                         f"expected (outputs, inputs) = ({len(rows)}, {len(cols)})")
     return w
 
 
@@ -35,10 +38,10 @@ def argmax_alignment(weights: Tensor, rows: Sequence[str], cols: Sequence[str]) 
 def alignment_grid(weights: Tensor, rows: Sequence[str], cols: Sequence[str], *, shades: str = SHADES) -> str:
     """A text heatmap: input tokens across the top (written vertically), outputs down the side.
 
-    >>> print(alignment_grid(torch.eye(2), ["x", "y"], ["a", "b"]))
+    >>> print(alignment_grid(torch.tensor([[0.0, 1.0], [1.0, 0.5]]), ["x", "y"], ["a", "b"]))
       ab
-    x █ 
-    y  █
+    x  █
+    y █▒
     """
     w = _check(weights, rows, cols)
     label = max((len(r) for r in rows), default=0)
@@ -66,10 +69,10 @@ def plot_alignments(
 ) -> Path:
     """Save one heatmap per (weights (T, S), output tokens, input tokens) to ``path`` (PNG, SVG, PDF).
 
-    Uses matplotlib's Agg backend (no display needed).
+    Uses matplotlib's Agg backend (no display needed); without matplotlib it raises
+    :class:`~attnkit.core.optional.MissingExtra` (``pip install 'attnkit[viz]'``).
     """
-    import matplotlib
-
+    matplotlib = require("matplotlib", purpose="plotting")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -107,7 +110,8 @@ def plot_alignments(
     return path
 
 
-def span_alignment(weights: Tensor, row_spans: dict[str, tuple[int, int]], col_spans: dict[str, tuple[int, int]]) -> dict[str, str]:
+def span_alignment(weights: Tensor, row_spans: dict[str, tuple[int, int]],
+                   col_spans: dict[str, tuple[int, int]]) -> dict[str, str]:
     """Which column span each row span attends to: the argmax of the summed block weights.
 
     For characters grouped into words: ``span_alignment(w, {"drei": (0, 4), "vierzig":
