@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 
-from ._common import CliError, as_flags, flags_of
+from ._common import ArgumentParser, CliError, as_flags, flags_of, report_failure
 
 __all__ = ["main", "COMMANDS", "CliError"]
 
@@ -34,7 +33,7 @@ COMMANDS: dict[str, str] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="attnkit", description="Neural attention: every mechanism, fast kernels, tools to see inside."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -59,10 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         rc = args.func(args)
     except (ValueError, TypeError, FileNotFoundError, IsADirectoryError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        msg = as_flags(msg, _command_flags(parser, args.command))
-        print(f"attnkit {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+        return report_failure(args, as_flags(msg, _command_flags(parser, args.command)), 2)
+    except OSError as e:  # the machine, not the user: a full disk, a permission
+        return report_failure(args, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, 1)
     except KeyboardInterrupt:
-        print(f"attnkit {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return report_failure(args, "interrupted", 130, error=False)
     return int(rc or 0)

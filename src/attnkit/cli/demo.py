@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ._common import CliError, json_line, print_metrics
+from ._common import CliError, json_line, print_metrics, run_dir_error
 
 __all__ = ["add_parser", "run", "DEMO", "number_word_spans", "probe_alignment"]
 
@@ -77,7 +77,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: the step-by-step RNN ops are too small to share out, and one thread is immune to a busy machine)")
-    p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object on the last line")
+    p.add_argument("--force", action="store_true", help="train into a run directory that already holds a run, deleting it")
+    p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object on the last line "
+                   "(on failure: one JSON object with the error)")
     p.set_defaults(func=run)
 
 
@@ -119,32 +121,39 @@ def write_report(path: Path, result: dict[str, Any], probe: dict[str, Any], samp
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..data import get_task
+    from ..data.numbers import number_words
     from ..models import build_model, model_config_for_task
     from ..presets import model_options, train_options
     from ..train import default_run_dir, train
+    from ..train.lock import RunDirectoryError
     from ..viz import alignment_grid, plot_alignments
-    from ..data.numbers import number_words
-
-    import torch
 
     if args.threads < 1:
         raise CliError(f"--threads must be >= 1, got {args.threads}")
+    if args.steps is not None and args.steps < 1:
+        raise CliError(f"--steps must be >= 1, got {args.steps} (leave it out for the demo's budget)")
+    if args.minutes is not None and not args.minutes > 0:
+        raise CliError(f"--minutes must be > 0, got {args.minutes}")
     torch.set_num_threads(args.threads)
     task = get_task(DEMO["task"], seed=args.seed, **DEMO["task_options"])
     torch.manual_seed(args.seed)
     model = build_model(model_config_for_task("seq2seq", task, **model_options(task.name, "seq2seq", **DEMO["model"])))
     out = Path(args.out) if args.out else default_run_dir("demo")
-    minutes = args.minutes if args.minutes is not None else (None if args.steps else DEMO["minutes"])
+    minutes = args.minutes if args.minutes is not None else (None if args.steps is not None else DEMO["minutes"])
     if not args.json:
         n = sum(p.numel() for p in model.parameters())
         print(f"attnkit demo: {task.options['src_lang']} -> {task.options['tgt_lang']} number words, "
               f"{len(task.splits['train'])} training numbers, {len(task.splits['test'])} held out")
         print(f"model: seq2seq, bahdanau decoder, additive attention, {n:,} parameters; run directory {out}")
-    result = train(
-        task, model, steps=args.steps or train_options(task.name, "seq2seq")["steps"], minutes=minutes, seed=args.seed,
-        device=args.device, out_dir=out, progress=False if args.json else None, **DEMO["train"],
-    )
+    steps = args.steps if args.steps is not None else train_options(task.name, "seq2seq")["steps"]
+    try:
+        result = train(task, model, steps=steps, minutes=minutes, seed=args.seed, device=args.device, out_dir=out,
+                       force=args.force, progress=False if args.json else None, **DEMO["train"])
+    except RunDirectoryError as e:
+        raise run_dir_error(e) from None
     model.eval()
     src = number_words(DEMO["probe"], lang=task.options["src_lang"])
     (toks, align), *rest = task.predict(model, [src, *_examples(task, 4)])
