@@ -5,7 +5,9 @@ One module per command under ``attnkit.cli``; each defines
 Add a command by adding its module to :data:`COMMANDS`; helpers the commands
 share live in :mod:`attnkit.cli._common`. User errors (ValueError, TypeError,
 FileNotFoundError) print one line and exit with status 2, never a traceback;
-the Python arguments they name are shown as the command's flags.
+the Python arguments they name are shown as the command's flags. An OSError
+(a full disk) exits 1 the same way. Under ``--json`` every failure, usage
+errors included, also prints one JSON object ``{"error", "command", "exit_code"}``.
 """
 
 from __future__ import annotations

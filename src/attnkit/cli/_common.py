@@ -117,12 +117,15 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     budget.add_argument("--minutes", type=float, help="wall-clock budget instead of --steps")
     p.add_argument("--seed", type=int, help="seed of the data split, data order and initialisation (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's; 1 is often as fast for small RNNs)")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads for torch (default: torch's; 1 is often as fast for small RNNs)")
     p.add_argument("--batch-size", type=int, help="examples per step (default: tuned per task)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: tuned per task)")
     p.add_argument("--eval-every", type=int, help="validate every N steps")
-    p.add_argument("--task-option", action="append", metavar="KEY=VALUE", help="task option, e.g. high=999 or tgt_lang=fr (repeatable)")
-    p.add_argument("--force", action="store_true", help="train into a run directory that already holds a run, deleting it")
+    p.add_argument("--task-option", action="append", metavar="KEY=VALUE",
+                   help="task option, e.g. high=999 or tgt_lang=fr (repeatable)")
+    p.add_argument("--force", action="store_true",
+                   help="train into a run directory that already holds a run, deleting it")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object on the last line "
                    "(on failure: one JSON object with the error)")
 
@@ -203,8 +206,8 @@ def run_dir_error(e: Any) -> CliError:
     """A :class:`attnkit.train.lock.RunDirectoryError` in the words of the command line."""
     d = e.run_dir
     if e.reason == "holds_run":
-        return CliError(f"{d} already holds a run ({', '.join(e.files)}); continue it with `attnkit train --resume {d}`, "
-                        "replace it with --force, or choose another --out")
+        return CliError(f"{d} already holds a run ({', '.join(e.files)}); continue it with "
+                        f"`attnkit train --resume {d}`, replace it with --force, or choose another --out")
     if e.reason == "not_a_directory":
         return CliError(f"--out {d} is not a directory (it or a parent is a file); give a directory for the run")
     return CliError(str(e))

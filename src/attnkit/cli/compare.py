@@ -23,7 +23,8 @@ __all__ = ["add_parser", "run", "format_table"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compare", help="train several attention mechanisms on one task and tabulate them", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("compare", help="train several attention mechanisms on one task and tabulate them",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("task", help="task name")
     p.add_argument("--attention", help="comma-separated mechanism names, e.g. bahdanau,luong-general,local-m,local-p")
     add_train_flags(p)
@@ -61,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in (args.attention or "").split(",") if n.strip()]
     models = [m.strip() for m in (args.model or "").split(",") if m.strip()]
     if not names and len(models) < 2:
-        raise CliError("give --attention a,b (e.g. bahdanau,luong-general) and/or --model a,b (e.g. seq2seq,transformer)")
+        raise CliError("give --attention a,b (e.g. bahdanau,luong-general) and/or --model a,b "
+                       "(e.g. seq2seq,transformer)")
     if len(set(names)) != len(names) or len(set(models)) != len(models):
         raise CliError(f"--attention/--model list a name twice: {args.attention or ''} {args.model or ''}")
     built = []  # every model x attention; fail fast on a bad name, before any training

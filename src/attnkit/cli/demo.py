@@ -70,14 +70,18 @@ def probe_alignment(align: Any, src: str, out: str) -> dict[str, str]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the main job: train English -> German number words and plot the alignments", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("demo", help="the main job: train English -> German number words and plot the alignments",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", help="run directory (default runs/demo-TIMESTAMP)")
     p.add_argument("--minutes", type=float, help=f"training budget (default {DEMO['minutes']})")
     p.add_argument("--steps", type=int, help="step budget (default: the task's tuned steps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: the step-by-step RNN ops are too small to share out, and one thread is immune to a busy machine)")
-    p.add_argument("--force", action="store_true", help="train into a run directory that already holds a run, deleting it")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads (default 1: the step-by-step RNN ops are too small to share out, "
+                   "and one thread is immune to a busy machine)")
+    p.add_argument("--force", action="store_true",
+                   help="train into a run directory that already holds a run, deleting it")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object on the last line "
                    "(on failure: one JSON object with the error)")
     p.set_defaults(func=run)
@@ -91,7 +95,8 @@ def _examples(task: Any, n: int) -> list[str]:
     return (crossing[: n - 1] + longer[:1] + tests)[:n]
 
 
-def write_report(path: Path, result: dict[str, Any], probe: dict[str, Any], samples: list[dict[str, Any]], task: Any) -> None:
+def write_report(path: Path, result: dict[str, Any], probe: dict[str, Any], samples: list[dict[str, Any]],
+                 task: Any) -> None:
     lines = [
         "# attnkit demo: English -> German number words with Bahdanau attention",
         "",
@@ -103,7 +108,9 @@ def write_report(path: Path, result: dict[str, Any], probe: dict[str, Any], samp
         "| metric | test |",
         "|---|---|",
     ]
-    for k, label in (("exact_match", "exact match"), ("char_error_rate", "character error rate"), ("word_error_rate", "word error rate"), ("chrf", "chrF")):
+    shown = (("exact_match", "exact match"), ("char_error_rate", "character error rate"),
+             ("word_error_rate", "word error rate"), ("chrf", "chrF"))
+    for k, label in shown:
         if isinstance(result.get(k), (int, float)):
             v = result[k]
             lines.append(f"| {label} | {v:.1f} |" if k == "chrf" else f"| {label} | {v:.2%} |")
@@ -113,7 +120,8 @@ def write_report(path: Path, result: dict[str, Any], probe: dict[str, Any], samp
         lines.append("")
         for de, en in probe["words"].items():
             lines.append(f"- `{de}` attends to `{en}`")
-    lines += ["", "```", probe["grid"], "```", "", "## Test examples", "", "| input | output | correct |", "|---|---|---|"]
+    lines += ["", "```", probe["grid"], "```", "", "## Test examples", "",
+              "| input | output | correct |", "|---|---|---|"]
     for s in samples:
         lines.append(f"| {s['src']} | {s['output']} | {'yes' if s['correct'] else 'no (' + s['refs'][0] + ')'} |")
     lines += ["", "![alignments](alignments.png)", ""]
@@ -164,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
     probe = {"input": src, "output": out_text, "words": words, "grid": grid}
     srcs = [src, *_examples(task, 4)]
     items = [(a, (list(t) + ["</s>"])[: a.shape[0]], list(s)) for s, (t, a) in zip(srcs, [(toks, align), *rest])]
-    plot_alignments(items, out / "alignments.png", cols_per_row=3, titles=[f"{s} → {''.join(t)}" for s, (t, _) in zip(srcs, [(toks, align), *rest])])
+    titles = [f"{s} → {''.join(t)}" for s, (t, _) in zip(srcs, [(toks, align), *rest])]
+    plot_alignments(items, out / "alignments.png", cols_per_row=3, titles=titles)
     ev = task.evaluate(model, "test", return_predictions=True)
     write_report(out / "report.md", result, probe, ev["predictions"][:12], task)
     result["probe"] = {"input": src, "output": out_text, "alignment": words}

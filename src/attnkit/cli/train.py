@@ -38,7 +38,8 @@ FIXED_ON_RESUME = {"lr": "--lr", "batch_size": "--batch-size", "attention": "--a
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model on a task (numbers, dates, g2p, copy, reverse, sort, ...)", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("train", help="train a model on a task (numbers, dates, g2p, copy, reverse, sort, ...)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("task", nargs="?", help="task name (attnkit.data.list_tasks())")
     p.add_argument("--attention", help="seq2seq: an attention mechanism (default bahdanau); transformer/gpt/bert: "
                    "a score or local (the table: attnkit list)")
@@ -69,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         if args.task:
             raise CliError("--resume RUN_DIR continues that run's task; drop the TASK argument")
         _refuse_fixed(args)
-        extra = {k: getattr(args, k) for k in ("steps", "minutes", "eval_every", "decay_steps") if getattr(args, k) is not None}
+        applied = ("steps", "minutes", "eval_every", "decay_steps")
+        extra = {k: getattr(args, k) for k in applied if getattr(args, k) is not None}
         try:
             result = resume_run(args.resume, device=args.device, progress=None if not args.json else False, **extra)
         except RunDirectoryError as e:
@@ -82,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         task, model = build(args.task, args, attention=args.attention)
         out = args.out_dir or default_run_dir(args.task, model_config(model).get("attention") or model_name(model))
         if not args.json:
-            print(f"training {model_name(model)} ({sum(p.numel() for p in model.parameters()):,} parameters) on {task!r} -> {out}")
+            n = sum(p.numel() for p in model.parameters())
+            print(f"training {model_name(model)} ({n:,} parameters) on {task!r} -> {out}")
         try:
             result = train(
                 task, model, steps=args.steps, minutes=args.minutes, seed=args.seed or 0, device=args.device,

@@ -59,7 +59,8 @@ def get_task(name: str, *, seed: int = 0, **options: Any) -> "Task":
         bad = [k for k in options if k not in params]
         if bad:
             valid = [k for k in params if k != "seed"]
-            raise ValueError(f"task {name!r} has no option {', '.join(map(repr, bad))}; its options: {', '.join(valid)}")
+            raise ValueError(f"task {name!r} has no option {', '.join(map(repr, bad))}; "
+                             f"its options: {', '.join(valid)}")
     defaults = task_option_defaults(name)
     for k, v in {"seed": seed, **options}.items():
         _check_option_type(name, k, v, 0 if k == "seed" else defaults.get(k))
@@ -111,7 +112,8 @@ class Batch:
 
     def to(self, device: torch.device | str) -> "Batch":
         return dataclasses.replace(
-            self, **{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+            self, **{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)
+                     if getattr(self, f.name) is not None}
         )
 
     def __len__(self) -> int:
@@ -209,7 +211,8 @@ class Seq2SeqTask(Task):
         """Ids of a user's input; characters outside the vocabulary raise ValueError naming them."""
         text = self.normalize(text)
         if not text:
-            raise ValueError(f"the input is empty; try one of {', '.join(map(repr, self.probes[:3])) or 'the test sources'}")
+            try_these = ", ".join(map(repr, self.probes[:3])) or "the test sources"
+            raise ValueError(f"the input is empty; try one of {try_these}")
         return self.src_vocab.encode(text, strict=True)
 
     def pairs(self, split: str) -> list[tuple[list[int], list[int], int]]:
@@ -270,7 +273,8 @@ class Seq2SeqTask(Task):
                 src, lengths = pad(ids)
                 max_len = self.max_target_len(int(lengths.max()))
                 res = model.generate(
-                    src.to(device), lengths.to(device), max_len=max_len, beam_size=beam_size, length_penalty=length_penalty
+                    src.to(device), lengths.to(device), max_len=max_len, beam_size=beam_size,
+                    length_penalty=length_penalty,
                 )
                 for toks, align in res:
                     out.append(([self.tgt_vocab.itos[t] for t in toks], align.cpu()))
@@ -293,7 +297,8 @@ class Seq2SeqTask(Task):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         exs = self.splits[split][:max_examples] if max_examples else self.splits[split]
-        preds = self.predict(model, [e.src for e in exs], beam_size=beam_size, length_penalty=length_penalty, batch_size=batch_size)
+        preds = self.predict(model, [e.src for e in exs], beam_size=beam_size, length_penalty=length_penalty,
+                             batch_size=batch_size)
         hyps = [p for p, _ in preds]
         refs = [[self.tgt_vocab.tokens(t) for t in e.tgts] for e in exs]
         joiner = "" if self.tgt_vocab.kind == "char" else " "

@@ -171,10 +171,9 @@ def resolve_options(task_name: str, model: str, *, saved: Optional[Mapping[str, 
         horizon = saved.get("decay_steps", saved.get("steps"))
         opts.update({**saved, **chosen})
     opts["decay_steps"] = decay if decay is not None else horizon
-    _positive_int("decay_steps", opts["decay_steps"])
     if opts["steps"] is None and opts["minutes"] is None:
         raise ValueError("give a budget: steps=N or minutes=M")
-    for k in ("steps", "batch_size", "eval_every", "eval_examples"):
+    for k in ("steps", "decay_steps", "batch_size", "eval_every", "eval_examples"):
         _positive_int(k, opts[k])
     if opts["minutes"] is not None and not opts["minutes"] > 0:
         raise ValueError(f"minutes must be > 0, got {opts['minutes']!r}")
@@ -368,7 +367,8 @@ def _load_last(out: Optional[Path], model: torch.nn.Module) -> tuple[dict[str, t
         raise ValueError("resume=True needs out_dir, the run directory to continue")
     tensors, meta = load_checkpoint(out, "last")
     if meta["config"] != model_config(model):
-        raise CheckpointError(f"{out}/last.json was saved from another model config; rebuild it with load_run({str(out)!r})")
+        raise CheckpointError(f"{out}/last.json was saved from another model config; "
+                              f"rebuild it with load_run({str(out)!r})")
     return tensors, meta
 
 
