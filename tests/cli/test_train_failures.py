@@ -101,6 +101,7 @@ def test_a_second_run_into_one_out_is_refused_and_force_replaces_it(tmp_path, ca
     "argv, expect",
     [
         (["--device", "tpu"], "--device tpu"),
+        (["--device", "mps"], "--device mps: no Apple MPS device"),
         (["--steps", "0"], "--steps must be a positive int, got 0"),
         (["--task-option", "max_len=abc"], "option max_len must be an int (like its default max_len=10), got 'abc'"),
         (["--task-option", "colour=red"], "has no option 'colour'"),

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import attnkit
+from attnkit.cli import main
 from attnkit.data import get_task
 from attnkit.models import build_model, model_config_for_task
 from attnkit.train import load_checkpoint, resume_run, train
@@ -41,7 +42,7 @@ def events(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
 
 
-def test_a_second_training_is_refused_while_the_first_runs_and_the_first_run_stays_intact(tmp_path):
+def test_a_second_training_is_refused_while_the_first_runs_and_the_first_run_stays_intact(tmp_path, capsys):
     d = tmp_path / "run"
     first = child_run.spawn(d, 8, mode="hold", pause_at=5)  # holds the lock, paused after step 5
     try:
@@ -65,6 +66,9 @@ def test_a_second_training_is_refused_while_the_first_runs_and_the_first_run_sta
         assert (
             f"in use by another training (pid {first.pid}" in json.loads(cli.stdout.strip().splitlines()[-1])["error"]
         )
+        # `attnkit train --resume` is refused before it reads the run (the lock is taken first)
+        assert main(["train", "--resume", str(d), "--steps", "9"]) == 2
+        assert f"in use by another training (pid {first.pid}" in capsys.readouterr().err
     finally:
         child_run.release(d)
         assert child_run.finish(first) == 0, first.err_text

@@ -25,6 +25,7 @@ run at the final learning rate.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from ._common import CliError, add_train_flags, build, json_line, print_metrics, run_dir_error, set_threads
@@ -63,7 +64,7 @@ def _refuse_fixed(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..train import default_run_dir, model_config, model_name, resume_run, train
-    from ..train.lock import RunDirectoryError
+    from ..train.lock import RunDirectoryError, RunLock
 
     if args.resume:
         set_threads(args.threads)
@@ -72,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
         _refuse_fixed(args)
         applied = ("steps", "minutes", "eval_every", "decay_steps")
         extra = {k: getattr(args, k) for k in applied if getattr(args, k) is not None}
-        try:
-            result = resume_run(args.resume, device=args.device, progress=None if not args.json else False, **extra)
+        try:  # held across resume_run, so its first read of last.json cannot race a live writer
+            with RunLock(args.resume) if Path(args.resume).is_dir() else contextlib.nullcontext():
+                result = resume_run(args.resume, device=args.device, progress=None if not args.json else False, **extra)
         except RunDirectoryError as e:
             raise run_dir_error(e) from None
     else:

@@ -191,6 +191,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ValueError(f"device={device!r} is not a torch device; use device='cpu' or device='cuda'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={str(device)!r}: no CUDA device is available here; use device='cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device={str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                         "use device='cuda:0'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={str(device)!r}: no Apple MPS device is available here; use device='cpu'")
     if dev.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device must be cpu or cuda, got {device!r}")
     return dev
