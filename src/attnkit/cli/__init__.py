@@ -8,6 +8,8 @@ FileNotFoundError) print one line and exit with status 2, never a traceback;
 the Python arguments they name are shown as the command's flags. So does a missing
 optional package (:class:`~attnkit.core.optional.MissingExtra`): its line names the extra to install.
 Output piped into a reader that stops early (``attnkit list | head``) ends quietly (status 141).
+An OSError (a full disk) exits 1 the same way. Under ``--json`` every failure, usage
+errors included, also prints one JSON object ``{"error", "command", "exit_code"}``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 import sys
 
 from ..core.optional import MissingExtra
-from ._common import CliError, as_flags, flags_of
+from ._common import ArgumentParser, CliError, as_flags, flags_of, report_failure
 
 __all__ = ["main", "COMMANDS", "CliError"]
 
@@ -38,7 +40,7 @@ COMMANDS: dict[str, str] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="attnkit", description="Neural attention: every mechanism, fast kernels, tools to see inside."
     )
     # the package root is imported before any of its submodules; cli/ may not import it by name (layers)
@@ -70,10 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         return 141  # 128 + SIGPIPE, what a shell reports for a command whose reader closed the pipe
     except (ValueError, TypeError, FileNotFoundError, IsADirectoryError, MissingExtra) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        msg = as_flags(msg, _command_flags(parser, args.command))
-        print(f"attnkit {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+        return report_failure(args, as_flags(msg, _command_flags(parser, args.command)), 2)
+    except OSError as e:  # the machine, not the user: a full disk, a permission
+        return report_failure(args, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, 1)
     except KeyboardInterrupt:
-        print(f"attnkit {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return report_failure(args, "interrupted", 130, error=False)
     return int(rc or 0)

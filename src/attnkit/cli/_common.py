@@ -12,10 +12,12 @@ import argparse
 import json
 import math
 import re
+import sys
 from typing import Any, Mapping
 
 __all__ = [
     "CliError",
+    "ArgumentParser",
     "flags_of",
     "as_flags",
     "parse_task_options",
@@ -24,11 +26,27 @@ __all__ = [
     "build",
     "json_line",
     "print_metrics",
+    "run_dir_error",
+    "report_failure",
 ]
 
 
 class CliError(ValueError):
     """A user error found by the CLI itself (bad flag combination, unreadable file)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser; a usage error under ``--json`` also prints one JSON object with it on stdout."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._json = "--json" in (sys.argv[1:] if args is None else list(args))
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> Any:
+        if getattr(self, "_json", False):
+            command = self.prog.split()[-1] if " " in self.prog else None
+            print(json.dumps({"error": message, "command": command, "exit_code": 2}))
+        return super().error(message)
 
 
 # -- Python arguments -> flags ----------------------------------------------------------------------
@@ -71,14 +89,19 @@ def _value(text: str) -> Any:
         return text
 
 
-def parse_task_options(items: list[str] | None) -> dict[str, Any]:
-    """``["high=999", "tgt_lang=fr"]`` -> ``{"high": 999, "tgt_lang": "fr"}``."""
+def parse_task_options(items: list[str] | None, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``["high=999", "tgt_lang=fr"]`` -> ``{"high": 999, "tgt_lang": "fr"}``.
+
+    Values are read as JSON (numbers, true/false, lists), except for an option whose default in
+    ``defaults`` (the task's options) is a string: it keeps the text as typed (``alphabet=123`` -> ``"123"``).
+    """
     out: dict[str, Any] = {}
     for it in items or []:
         if "=" not in it:
             raise CliError(f"--task-option takes KEY=VALUE (e.g. high=999), got {it!r}")
         k, v = it.split("=", 1)
-        out[k.strip().replace("-", "_")] = _value(v)
+        k = k.strip().replace("-", "_")
+        out[k] = v if defaults is not None and isinstance(defaults.get(k), str) else _value(v)
     return out
 
 
@@ -92,14 +115,19 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="optimizer steps (default: tuned per task)")
     budget.add_argument("--minutes", type=float, help="wall-clock budget instead of --steps")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data split, data order and initialisation (default 0)")
+    p.add_argument("--seed", type=int, help="seed of the data split, data order and initialisation (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's; 1 is often as fast for small RNNs)")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads for torch (default: torch's; 1 is often as fast for small RNNs)")
     p.add_argument("--batch-size", type=int, help="examples per step (default: tuned per task)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: tuned per task)")
     p.add_argument("--eval-every", type=int, help="validate every N steps")
-    p.add_argument("--task-option", action="append", metavar="KEY=VALUE", help="task option, e.g. high=999 or tgt_lang=fr (repeatable)")
-    p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object on the last line")
+    p.add_argument("--task-option", action="append", metavar="KEY=VALUE",
+                   help="task option, e.g. high=999 or tgt_lang=fr (repeatable)")
+    p.add_argument("--force", action="store_true",
+                   help="train into a run directory that already holds a run, deleting it")
+    p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object on the last line "
+                   "(on failure: one JSON object with the error)")
 
 
 def set_threads(threads: int | None) -> None:
@@ -117,19 +145,20 @@ def build(task_name: str, args: argparse.Namespace, *, attention: str | None) ->
     """(task, model) from the command-line flags; sizes and tuned fields come from :mod:`attnkit.presets`."""
     import torch
 
-    from ..data import get_task
+    from ..data import get_task, task_option_defaults
     from ..models import build_model, model_config_for_task
     from ..presets import default_model, model_options
 
     set_threads(getattr(args, "threads", None))
-    task = get_task(task_name, seed=args.seed, **parse_task_options(args.task_option))
+    seed = 0 if args.seed is None else args.seed
+    task = get_task(task_name, seed=seed, **parse_task_options(args.task_option, task_option_defaults(task_name)))
     asked = args.model or default_model(task.name)
     sized = model_config_for_task(asked, task)  # checks the name and that the model fits the task
     name = sized["model"] if isinstance(sized, Mapping) else getattr(sized, "model", asked)  # an alias -> its name
     fields = model_options(task.name, name, attention=attention, decoder=args.decoder, cell=args.cell,
                            hidden_dim=args.hidden_dim, embed_dim=args.embed_dim)
     cfg = model_config_for_task(name, task, **fields)
-    torch.manual_seed(args.seed)  # the initialisation is part of the run: same seed, same model
+    torch.manual_seed(seed)  # the initialisation is part of the run: same seed, same model
     return task, build_model(cfg)
 
 
@@ -170,3 +199,23 @@ def print_metrics(result: dict[str, Any], *, title: str = "") -> None:
         v = result.get(k)
         if isinstance(v, (int, float)):
             print(f"  {label:<26} {fmt.format(v)}")
+
+
+# -- failures -------------------------------------------------------------------------------------
+def run_dir_error(e: Any) -> CliError:
+    """A :class:`attnkit.train.lock.RunDirectoryError` in the words of the command line."""
+    d = e.run_dir
+    if e.reason == "holds_run":
+        return CliError(f"{d} already holds a run ({', '.join(e.files)}); continue it with "
+                        f"`attnkit train --resume {d}`, replace it with --force, or choose another --out")
+    if e.reason == "not_a_directory":
+        return CliError(f"--out {d} is not a directory (it or a parent is a file); give a directory for the run")
+    return CliError(str(e))
+
+
+def report_failure(args: argparse.Namespace, message: str, code: int, *, error: bool = True) -> int:
+    """Print a failure as one line on stderr and, under ``--json``, as one JSON object on stdout; return ``code``."""
+    print(f"attnkit {args.command}: {'error: ' if error else ''}{message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message, "command": args.command, "exit_code": code}))
+    return code

@@ -17,13 +17,14 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import CliError, add_train_flags, build, json_line
+from ._common import CliError, add_train_flags, build, json_line, run_dir_error
 
 __all__ = ["add_parser", "run", "format_table"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compare", help="train several attention mechanisms on one task and tabulate them", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("compare", help="train several attention mechanisms on one task and tabulate them",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("task", help="task name")
     p.add_argument("--attention", help="comma-separated mechanism names, e.g. bahdanau,luong-general,local-m,local-p")
     add_train_flags(p)
@@ -56,11 +57,13 @@ def format_table(rows: list[dict], unit: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..train import default_run_dir, train
+    from ..train.lock import RunDirectoryError
 
     names = [n.strip() for n in (args.attention or "").split(",") if n.strip()]
     models = [m.strip() for m in (args.model or "").split(",") if m.strip()]
     if not names and len(models) < 2:
-        raise CliError("give --attention a,b (e.g. bahdanau,luong-general) and/or --model a,b (e.g. seq2seq,transformer)")
+        raise CliError("give --attention a,b (e.g. bahdanau,luong-general) and/or --model a,b "
+                       "(e.g. seq2seq,transformer)")
     if len(set(names)) != len(names) or len(set(models)) != len(models):
         raise CliError(f"--attention/--model list a name twice: {args.attention or ''} {args.model or ''}")
     built = []  # every model x attention; fail fast on a bad name, before any training
@@ -73,10 +76,14 @@ def run(args: argparse.Namespace) -> int:
     for n, task, model in built:
         if not args.json:
             print(f"training {n} ({sum(p.numel() for p in model.parameters()):,} parameters) ...", flush=True)
-        res = train(
-            task, model, steps=args.steps, minutes=args.minutes, seed=args.seed, device=args.device, out_dir=root / n,
-            batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every, progress=False if args.json else None,
-        )
+        try:
+            res = train(
+                task, model, steps=args.steps, minutes=args.minutes, seed=args.seed or 0, device=args.device,
+                out_dir=root / n, force=args.force, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
+                progress=False if args.json else None,
+            )
+        except RunDirectoryError as e:
+            raise run_dir_error(e) from None
         res["label"] = n
         rows.append(res)
     unit = {"phoneme": "PER", "char": "CER"}.get(getattr(built[0][1], "unit", "char"), "token")

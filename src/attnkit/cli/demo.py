@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ._common import CliError, json_line, print_metrics
+from ._common import CliError, json_line, print_metrics, run_dir_error
 
 __all__ = ["add_parser", "run", "DEMO", "number_word_spans", "probe_alignment"]
 
@@ -77,9 +77,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="step budget (default: the task's tuned steps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: the step-by-step RNN ops are too "
-                   "small to share out, and one thread is immune to a busy machine)")
-    p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object on the last line")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads (default 1: the step-by-step RNN ops are too small to share out, "
+                   "and one thread is immune to a busy machine)")
+    p.add_argument("--force", action="store_true",
+                   help="train into a run directory that already holds a run, deleting it")
+    p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object on the last line "
+                   "(on failure: one JSON object with the error)")
     p.set_defaults(func=run)
 
 
@@ -104,8 +108,9 @@ def write_report(path: Path, result: dict[str, Any], probe: dict[str, Any], samp
         "| metric | test |",
         "|---|---|",
     ]
-    for k, label in (("exact_match", "exact match"), ("char_error_rate", "character error rate"),
-                     ("word_error_rate", "word error rate"), ("chrf", "chrF")):
+    shown = (("exact_match", "exact match"), ("char_error_rate", "character error rate"),
+             ("word_error_rate", "word error rate"), ("chrf", "chrF"))
+    for k, label in shown:
         if isinstance(result.get(k), (int, float)):
             v = result[k]
             lines.append(f"| {label} | {v:.1f} |" if k == "chrf" else f"| {label} | {v:.2%} |")
@@ -132,26 +137,33 @@ def run(args: argparse.Namespace) -> int:
     from ..models import build_model, model_config_for_task
     from ..presets import model_options, train_options
     from ..train import default_run_dir, train
+    from ..train.lock import RunDirectoryError
     from ..viz import alignment_grid, plot_alignments
 
     if args.threads < 1:
         raise CliError(f"--threads must be >= 1, got {args.threads}")
+    if args.steps is not None and args.steps < 1:
+        raise CliError(f"--steps must be >= 1, got {args.steps} (leave it out for the demo's budget)")
+    if args.minutes is not None and not args.minutes > 0:
+        raise CliError(f"--minutes must be > 0, got {args.minutes}")
     require_all("num2words", "matplotlib", purpose="the demo (its number words and alignments.png)")  # before training
     torch.set_num_threads(args.threads)
     task = get_task(DEMO["task"], seed=args.seed, **DEMO["task_options"])
     torch.manual_seed(args.seed)
     model = build_model(model_config_for_task("seq2seq", task, **model_options(task.name, "seq2seq", **DEMO["model"])))
     out = Path(args.out) if args.out else default_run_dir("demo")
-    minutes = args.minutes if args.minutes is not None else (None if args.steps else DEMO["minutes"])
+    minutes = args.minutes if args.minutes is not None else (None if args.steps is not None else DEMO["minutes"])
     if not args.json:
         n = sum(p.numel() for p in model.parameters())
         print(f"attnkit demo: {task.options['src_lang']} -> {task.options['tgt_lang']} number words, "
               f"{len(task.splits['train'])} training numbers, {len(task.splits['test'])} held out")
         print(f"model: seq2seq, bahdanau decoder, additive attention, {n:,} parameters; run directory {out}")
-    result = train(
-        task, model, steps=args.steps or train_options(task.name, "seq2seq")["steps"], minutes=minutes, seed=args.seed,
-        device=args.device, out_dir=out, progress=False if args.json else None, **DEMO["train"],
-    )
+    steps = args.steps if args.steps is not None else train_options(task.name, "seq2seq")["steps"]
+    try:
+        result = train(task, model, steps=steps, minutes=minutes, seed=args.seed, device=args.device, out_dir=out,
+                       force=args.force, progress=False if args.json else None, **DEMO["train"])
+    except RunDirectoryError as e:
+        raise run_dir_error(e) from None
     model.eval()
     src = number_words(DEMO["probe"], lang=task.options["src_lang"])
     (toks, align), *rest = task.predict(model, [src, *_examples(task, 4)])
@@ -162,8 +174,8 @@ def run(args: argparse.Namespace) -> int:
     probe = {"input": src, "output": out_text, "words": words, "grid": grid}
     srcs = [src, *_examples(task, 4)]
     items = [(a, (list(t) + ["</s>"])[: a.shape[0]], list(s)) for s, (t, a) in zip(srcs, [(toks, align), *rest])]
-    plot_alignments(items, out / "alignments.png", cols_per_row=3,
-                    titles=[f"{s} → {''.join(t)}" for s, (t, _) in zip(srcs, [(toks, align), *rest])])
+    titles = [f"{s} → {''.join(t)}" for s, (t, _) in zip(srcs, [(toks, align), *rest])]
+    plot_alignments(items, out / "alignments.png", cols_per_row=3, titles=titles)
     ev = task.evaluate(model, "test", return_predictions=True)
     write_report(out / "report.md", result, probe, ev["predictions"][:12], task)
     result["probe"] = {"input": src, "output": out_text, "alignment": words}

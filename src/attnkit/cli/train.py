@@ -7,51 +7,95 @@
 A progress bar (loss, accuracy, tokens/s, ETA) is drawn on a terminal;
 ``--json`` prints the final metrics as one JSON object on the last line.
 The run directory holds ``best.json``/``last.json`` with their safetensors,
-``history.jsonl`` and ``metrics.json``.
+``history.jsonl`` and ``metrics.json``. It is locked while the run lasts; a
+directory that already holds a run is refused unless ``--resume`` (continue it)
+or ``--force`` (delete it and start afresh).
+
+``--resume RUN_DIR`` continues the run with its saved task, model and options: it
+applies ``--steps``/``--minutes`` (the new budget), ``--decay-steps`` (a new
+horizon for the learning-rate schedule, from the current step), ``--eval-every``,
+``--device``, ``--threads`` and ``--json``, and refuses the flags that would make
+it another run (``--lr``, ``--batch-size``, ``--attention``, ``--model``, sizes,
+``--task-option``, ``--seed``, ``--out``, ``--force``). The schedule belongs to
+the run: ``--steps N --decay-steps 2N`` resumed with ``--steps 2N`` gives the
+weights of ``--steps 2N`` in one run; without ``--decay-steps`` the steps past N
+run at the final learning rate.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+from pathlib import Path
 
-from ._common import CliError, add_train_flags, build, json_line, print_metrics, set_threads
+from ._common import CliError, add_train_flags, build, json_line, print_metrics, run_dir_error, set_threads
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "FIXED_ON_RESUME"]
+
+#: flags that would make a resumed run another run: ``--resume`` refuses them
+FIXED_ON_RESUME = {"lr": "--lr", "batch_size": "--batch-size", "attention": "--attention", "model": "--model",
+                   "decoder": "--decoder", "cell": "--cell", "hidden_dim": "--hidden-dim", "embed_dim": "--embed-dim",
+                   "task_option": "--task-option", "seed": "--seed", "force": "--force"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model on a task (numbers, dates, g2p, copy, reverse, sort, ...)", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("train", help="train a model on a task (numbers, dates, g2p, copy, reverse, sort, ...)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("task", nargs="?", help="task name (attnkit.data.list_tasks())")
     p.add_argument("--attention", help="seq2seq: an attention mechanism (default bahdanau); transformer/gpt/bert: "
                    "a score or local (the table: attnkit list)")
     add_train_flags(p)
-    p.add_argument("--out", help="run directory (default runs/TASK-ATTENTION-TIMESTAMP)")
+    p.add_argument("--decay-steps", type=int, help="steps over which the learning rate decays (default: --steps); "
+                   "give the final budget to train it in parts with --resume")
+    p.add_argument("--out", dest="out_dir", help="run directory (default runs/TASK-ATTENTION-TIMESTAMP)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
     p.set_defaults(func=run)
 
 
+def _refuse_fixed(args: argparse.Namespace) -> None:
+    """``--resume`` with a flag it cannot honour: one error naming all of them."""
+    given = [flag for dest, flag in FIXED_ON_RESUME.items() if getattr(args, dest, None) not in (None, False, [])]
+    if args.out_dir is not None and Path(args.out_dir).resolve() != Path(args.resume).resolve():
+        given.append("--out")
+    if given:
+        raise CliError(f"--resume continues {args.resume} with its saved task, model and options; drop "
+                       f"{', '.join(given)} (to change them, start a new run with --out)")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..train import default_run_dir, model_config, model_name, resume_run, train
+    from ..train.lock import RunDirectoryError, RunLock
 
     if args.resume:
         set_threads(args.threads)
         if args.task:
             raise CliError("--resume RUN_DIR continues that run's task; drop the TASK argument")
-        extra = {k: getattr(args, k) for k in ("steps", "minutes", "eval_every") if getattr(args, k) is not None}
-        result = resume_run(args.resume, device=args.device, progress=None if not args.json else False, **extra)
+        _refuse_fixed(args)
+        applied = ("steps", "minutes", "eval_every", "decay_steps")
+        extra = {k: getattr(args, k) for k in applied if getattr(args, k) is not None}
+        try:  # held across resume_run, so its first read of last.json cannot race a live writer
+            with RunLock(args.resume) if Path(args.resume).is_dir() else contextlib.nullcontext():
+                result = resume_run(args.resume, device=args.device, progress=None if not args.json else False, **extra)
+        except RunDirectoryError as e:
+            raise run_dir_error(e) from None
     else:
         if not args.task:
             from ..data import list_tasks
 
             raise CliError(f"name a task: attnkit train TASK; tasks: {', '.join(list_tasks())}")
         task, model = build(args.task, args, attention=args.attention)
-        out = args.out or default_run_dir(args.task, model_config(model).get("attention") or model_name(model))
+        out = args.out_dir or default_run_dir(args.task, model_config(model).get("attention") or model_name(model))
         if not args.json:
-            print(f"training {model_name(model)} ({sum(p.numel() for p in model.parameters()):,} parameters) on {task!r} -> {out}")
-        result = train(
-            task, model, steps=args.steps, minutes=args.minutes, seed=args.seed, device=args.device, out_dir=out,
-            batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every, progress=False if args.json else None,
-        )
+            n = sum(p.numel() for p in model.parameters())
+            print(f"training {model_name(model)} ({n:,} parameters) on {task!r} -> {out}")
+        try:
+            result = train(
+                task, model, steps=args.steps, minutes=args.minutes, seed=args.seed or 0, device=args.device,
+                out_dir=out, force=args.force, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
+                decay_steps=args.decay_steps, progress=False if args.json else None,
+            )
+        except RunDirectoryError as e:
+            raise run_dir_error(e) from None
     if args.json:
         print(json_line(result))
     else:

@@ -5,10 +5,21 @@
 >>> batch = next(task.batches("train", 32))
 """
 
-from .base import SPLITS, TASKS, Batch, Example, Seq2SeqTask, Task, get_task, list_tasks, register_task
+from . import dates, g2p, numbers, shakespeare, synthetic  # noqa: E402,F401  (registers the tasks)
+from .base import (
+                   SPLITS,
+                   TASKS,
+                   Batch,
+                   Example,
+                   Seq2SeqTask,
+                   Task,
+                   get_task,
+                   list_tasks,
+                   register_task,
+                   task_option_defaults,
+)
 from .metrics import chrf, closest_reference, edit_distance, sequence_metrics
 from .vocab import BOS, EOS, PAD, UNK, Vocab
-from . import dates, g2p, numbers, shakespeare, synthetic  # noqa: E402,F401  (registers the tasks)
 
 __all__ = [
     "TASKS",
@@ -23,6 +34,7 @@ __all__ = [
     "EOS",
     "UNK",
     "get_task",
+    "task_option_defaults",
     "list_tasks",
     "register_task",
     "edit_distance",

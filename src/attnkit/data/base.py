@@ -30,6 +30,7 @@ __all__ = [
     "TASKS",
     "register_task",
     "get_task",
+    "task_option_defaults",
     "list_tasks",
     "SPLITS",
 ]
@@ -61,7 +62,37 @@ def get_task(name: str, *, seed: int = 0, **options: Any) -> "Task":
             valid = [k for k in params if k != "seed"]
             raise ValueError(f"task {name!r} has no option {', '.join(map(repr, bad))}; "
                              f"its options: {', '.join(valid)}")
+    defaults = task_option_defaults(name)
+    for k, v in {"seed": seed, **options}.items():
+        _check_option_type(name, k, v, 0 if k == "seed" else defaults.get(k))
     return factory(seed=seed, **options)
+
+
+def task_option_defaults(name: str) -> dict[str, Any]:
+    """Option -> default of task ``name`` (``seed`` left out; None where the factory gives none)."""
+    params = inspect.signature(TASKS.get(name)).parameters
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return {k: None if p.default is inspect.Parameter.empty else p.default
+            for k, p in params.items() if k != "seed" and p.kind in kinds}
+
+
+def _check_option_type(task: str, key: str, value: Any, default: Any) -> None:
+    """An option must have its default's type (a bool, int, float or str default; others, and None, pass)."""
+    if value is None:
+        return
+    if isinstance(default, bool):
+        ok, want = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, want = isinstance(value, int) and not isinstance(value, bool), "an int"
+    elif isinstance(default, float):
+        ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        ok, want = isinstance(value, str), "a string"
+    else:
+        return
+    if not ok:
+        raise TypeError(f"task {task!r}: option {key} must be {want} (like its default {key}={default!r}), "
+                        f"got {value!r} ({type(value).__name__})")
 
 
 @dataclass
@@ -185,8 +216,8 @@ class Seq2SeqTask(Task):
         """Ids of a user's input; characters outside the vocabulary raise ValueError naming them."""
         text = self.normalize(text)
         if not text:
-            tries = ", ".join(map(repr, self.probes[:3])) or "the test sources"
-            raise ValueError(f"the input is empty; try one of {tries}")
+            try_these = ", ".join(map(repr, self.probes[:3])) or "the test sources"
+            raise ValueError(f"the input is empty; try one of {try_these}")
         return self.src_vocab.encode(text, strict=True)
 
     def pairs(self, split: str) -> list[tuple[list[int], list[int], int]]:

@@ -25,10 +25,14 @@ none are scored). ``train_seconds`` is the wall time of the training steps
 (batch, forward, backward, update), without validation and checkpointing;
 ``seconds`` is the whole run.
 
-Exact resume: the data order of epoch e comes from a generator seeded with
-(seed, e), the position inside the epoch is saved, and so are the model,
-the Adam moments and the torch RNG state. Training N steps, stopping, and
-resuming to 2N gives the same weights as 2N steps in one go.
+Exact resume: epoch e is ordered by a generator seeded with (seed, e); the position in the
+epoch, the model (buffers too: REINFORCE baseline, batch-norm statistics), the Adam moments
+and the RNG state are saved. A step cut short by Ctrl-C before its update never happened
+(its RNG draws and buffer updates are rewound). The schedule belongs to the run: it decays
+over ``decay_steps`` (default: the first step budget), saved with the run, so ``steps=N,
+decay_steps=2N`` resumed to ``steps=2N`` gives the weights of ``steps=2N`` in one go, and
+``steps=N`` resumed to 2N those of ``steps=2N, decay_steps=N``. The run directory is locked
+while a run lasts (:mod:`attnkit.train.lock`).
 """
 
 from __future__ import annotations
@@ -55,24 +59,14 @@ from .checkpoint import (
     split_prefix,
     write_atomic,
 )
+from .lock import claim_run_dir
 from .progress import Progress
+from .snapshot import StepSnapshot, rng_tensors, set_rng
 
 __all__ = [
-    "train",
-    "TrainOptions",
-    "RunState",
-    "resolve_options",
-    "restore",
-    "train_step",
-    "validate",
-    "finish",
-    "lr_at",
-    "make_optimizer",
-    "resolve_device",
-    "epoch_generator",
-    "model_name",
-    "model_config",
-    "checkpoint_meta",
+    "train", "TrainOptions", "RunState", "resolve_options", "restore", "train_step", "validate", "finish",
+    "lr_at", "make_optimizer", "resolve_device", "epoch_generator", "model_name", "model_config",
+    "checkpoint_meta", "LossNotFinite",
 ]
 
 
@@ -116,6 +110,7 @@ class TrainOptions:
     eval_every: int
     eval_examples: int
     stop_at: Optional[float]
+    decay_steps: Optional[int] = None  # the cosine's horizon; fixed when the run starts
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -153,22 +148,33 @@ def _positive_int(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+class LossNotFinite(FloatingPointError, ValueError):
+    """The training loss became NaN or infinite (a ValueError too, so the CLI shows one line)."""
+
+
 def resolve_options(task_name: str, model: str, *, saved: Optional[Mapping[str, Any]] = None,
                     **given: Any) -> TrainOptions:
     """The options of one run: TRAIN_DEFAULTS < ``presets.preset(task, model).train`` < ``saved``
     (the options of the run being resumed) < ``given`` (None = not given).
 
     ``minutes`` given without ``steps`` drops the preset's step budget: the clock alone bounds the run.
+    ``decay_steps`` (the schedule's horizon) defaults to the step budget of a new run and to the
+    saved horizon of a resumed one (a run saved before it was recorded: its saved step budget).
     """
+    given = dict(given)
+    decay = given.pop("decay_steps", None)
     opts = train_options(task_name, model, **given)  # unknown names are a TypeError here
     chosen = {k: v for k, v in given.items() if v is not None}
     if "minutes" in chosen and "steps" not in chosen:
         opts["steps"] = None
+    horizon = opts["steps"]
     if saved:
+        horizon = saved.get("decay_steps", saved.get("steps"))
         opts.update({**saved, **chosen})
+    opts["decay_steps"] = decay if decay is not None else horizon
     if opts["steps"] is None and opts["minutes"] is None:
         raise ValueError("give a budget: steps=N or minutes=M")
-    for k in ("steps", "batch_size", "eval_every", "eval_examples"):
+    for k in ("steps", "decay_steps", "batch_size", "eval_every", "eval_examples"):
         _positive_int(k, opts[k])
     if opts["minutes"] is not None and not opts["minutes"] > 0:
         raise ValueError(f"minutes must be > 0, got {opts['minutes']!r}")
@@ -186,6 +192,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ValueError(f"device={device!r} is not a torch device; use device='cpu' or device='cuda'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={str(device)!r}: no CUDA device is available here; use device='cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device={str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                         "use device='cuda:0'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={str(device)!r}: no Apple MPS device is available here; use device='cpu'")
     if dev.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device must be cpu or cuda, got {device!r}")
     return dev
@@ -193,7 +204,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 def lr_at(step: int, *, lr: float, warmup: int, steps: Optional[int], min_lr_ratio: float,
           elapsed: Optional[float] = None) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine decay to ``min_lr_ratio * lr`` at ``steps``.
+    """Linear warm-up over ``warmup`` steps, then cosine decay to ``min_lr_ratio * lr`` at ``steps``
+    (the horizon, a run's ``decay_steps``), and ``min_lr_ratio * lr`` after it.
 
     Without a step budget (``--minutes``) ``elapsed``, the fraction of the time budget spent, drives
     the same cosine; without either the rate stays at ``lr`` after warm-up.
@@ -301,20 +313,6 @@ def checkpoint_meta(task: Any, model: Any, **extra: Any) -> dict[str, Any]:
     return meta
 
 
-def _rng_tensors(device: torch.device) -> dict[str, torch.Tensor]:
-    out = {"rng/torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        out["rng/cuda"] = torch.cuda.get_rng_state(device)
-    return out
-
-
-def _set_rng(tensors: dict[str, torch.Tensor], device: torch.device) -> None:
-    if "rng/torch" in tensors:
-        torch.set_rng_state(tensors["rng/torch"])
-    if device.type == "cuda" and "rng/cuda" in tensors:
-        torch.cuda.set_rng_state(tensors["rng/cuda"], device)
-
-
 # -- one run ----------------------------------------------------------------------------------------
 @dataclass
 class _Run:
@@ -336,7 +334,7 @@ class _Run:
     last_valid: dict[str, Any] = field(default_factory=dict)
     t_start: float = 0.0
     phase: str = "idle"  # "forward" / "update" / "idle": what an interrupt cut short
-    rng_snapshot: Optional[torch.Tensor] = None  # the RNG state before the current step
+    before_step: Optional[StepSnapshot] = None  # RNG and buffers as they were before the current step
 
     def log_event(self, event: dict[str, Any]) -> None:
         if self.out is not None:
@@ -352,7 +350,7 @@ class _Run:
         if name == "last":
             optim, rest = optimizer_to_tensors(self.optimizer)
             tensors.update(optim)
-            tensors.update(_rng_tensors(self.device))
+            tensors.update(rng_tensors(self.device))
         meta = checkpoint_meta(
             self.task, self.model, step=self.state.step, metrics=metrics, summary=self.summary,
             train={"options": self.opts.to_json(), "state": self.state.to_json(), "optimizer": rest},
@@ -389,31 +387,37 @@ def restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, tensors: M
     """
     check_state(model, optimizer, tensors, optimizer_rest)  # every key, shape and dtype, before any is used
     fused = [g.get("fused") for g in optimizer.param_groups]
-    model.load_state_dict({k: v.to(device) for k, v in split_prefix(dict(tensors), "model").items()})
+    try:
+        model.load_state_dict({k: v.to(device) for k, v in split_prefix(dict(tensors), "model").items()})
+    except RuntimeError as e:  # torch: "Error(s) in loading state_dict ...:" then one line per problem
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        raise CheckpointError(f"the saved weights do not fit this model ({lines[min(1, len(lines) - 1)]}); the "
+                              "model changed since the run was saved: start a new run") from None
     optim = {k: v.to(device) for k, v in tensors.items() if k.startswith("optim/")}
     optimizer_from_tensors(optimizer, optim, optimizer_rest)
     for g, f in zip(optimizer.param_groups, fused):
         g["fused"] = f
-    _set_rng(dict(tensors), device)
+    set_rng(dict(tensors), device)
 
 
 def train_step(run: _Run, batches: Iterator[tuple[int, int, Any]]) -> dict[str, Any]:
     """One optimizer step on the next batch; returns the model's metrics of it."""
     opts, state = run.opts, run.state
-    run.phase, run.rng_snapshot = "forward", torch.get_rng_state()
+    run.phase = "forward"
+    run.before_step.take()
     t_step = time.perf_counter()
     epoch, offset, batch = next(batches)
     batch = batch.to(run.device) if hasattr(batch, "to") else batch
     elapsed = (time.perf_counter() - run.t_start) / (opts.minutes * 60) if opts.minutes else None
-    rate = lr_at(state.step, lr=opts.lr, warmup=opts.warmup, steps=opts.steps, min_lr_ratio=opts.min_lr_ratio,
+    rate = lr_at(state.step, lr=opts.lr, warmup=opts.warmup, steps=opts.decay_steps, min_lr_ratio=opts.min_lr_ratio,
                  elapsed=elapsed)
     for g in run.optimizer.param_groups:
         g["lr"] = rate
     loss, m = run.model.loss(batch)
     value = m["loss"] if isinstance(m.get("loss"), float) else float(loss)  # the models report it already
     if not math.isfinite(value):
-        raise FloatingPointError(f"the loss became {value} at step {state.step}; lower lr (it is {opts.lr}) "
-                                 "or check the data")
+        raise LossNotFinite(f"the loss became {value} at step {state.step}; lr={opts.lr:g} may be too high "
+                            f"(try lr={opts.lr / 4:g}), or check the data")
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if opts.clip:
@@ -455,7 +459,7 @@ def _interrupted(run: _Run) -> None:
     run.bar.close()
     if run.phase != "update" and run.out is not None:
         if run.phase == "forward":
-            torch.set_rng_state(run.rng_snapshot)
+            run.before_step.restore()  # the RNG draws and buffer updates of the cut step are undone
         run.state.seconds = time.perf_counter() - run.t_start
         run.save("last", run.last_valid)
 
@@ -495,6 +499,7 @@ def train(
     device: str | torch.device = "cpu",
     out_dir: str | Path | None = None,
     resume: bool = False,
+    force: bool = False,
     final_eval: bool = True,
     progress: Optional[bool] = None,
     callback: Optional[Callable[[int, dict[str, float]], None]] = None,
@@ -504,16 +509,35 @@ def train(
 
     ``options`` are the fields of :class:`TrainOptions` (``steps``, ``minutes``, ``batch_size``,
     ``lr``, ``warmup``, ``min_lr_ratio``, ``weight_decay``, ``clip``, ``eval_every``,
-    ``eval_examples``, ``stop_at``); those not given come from ``attnkit.presets`` for
-    (task, model). ``steps`` and/or ``minutes`` bound the run (whichever comes first).
-    ``out_dir`` enables checkpoints (``last`` and ``best``) and a ``history.jsonl``;
-    ``resume=True`` continues from ``out_dir/last.json`` with the options saved there (pass
-    ``steps`` to extend the run). ``stop_at`` ends training once the validation metric reaches it.
+    ``eval_examples``, ``stop_at``, ``decay_steps``); those not given come from ``attnkit.presets``
+    for (task, model). ``steps`` and/or ``minutes`` bound the run (whichever comes first);
+    ``decay_steps`` is the horizon of the cosine (default: ``steps``).
+    ``out_dir`` enables checkpoints (``last`` and ``best``) and a ``history.jsonl``; it is locked
+    while the run lasts, and a directory that already holds a run is refused unless ``resume``
+    or ``force`` (which deletes that run). ``resume=True`` continues from ``out_dir/last.json``
+    with the options saved there (options given win; ``steps`` extends the run on its saved
+    schedule). ``stop_at`` ends training once the validation metric reaches it.
     ``callback(step, metrics)`` runs after every step (tests use it to interrupt).
     """
     dev = resolve_device(device)
-    model.to(dev)
     out = Path(out_dir) if out_dir is not None else None
+    if resume and out is None:
+        raise ValueError("resume=True needs out_dir, the run directory to continue")
+    lock = claim_run_dir(out, resume=resume, force=force) if out is not None else None
+    try:
+        return _train_locked(task, model, seed=seed, dev=dev, out=out, resume=resume, final_eval=final_eval,
+                             progress=progress, callback=callback, options=options,
+                             stale=lock.stale if lock is not None else None)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_locked(task: Any, model: torch.nn.Module, *, seed: int, dev: torch.device, out: Optional[Path],
+                  resume: bool, final_eval: bool, progress: Optional[bool],
+                  callback: Optional[Callable[[int, dict[str, float]], None]], options: dict[str, Any],
+                  stale: Optional[dict[str, Any]]) -> dict[str, Any]:
+    model.to(dev)
     tensors, meta = _load_last(out, model) if resume else ({}, None)
     saved = meta["train"] if meta is not None else None
     opts = resolve_options(task.name, model_name(model), saved=saved["options"] if saved else None, **options)
@@ -526,15 +550,16 @@ def train(
     run = _Run(task=task, model=model, optimizer=optimizer, opts=opts, state=state, device=dev, out=out,
                bar=Progress(opts.steps, minutes=opts.minutes, enabled=progress),
                metric=getattr(task, "primary_metric", "exact_match"), higher=getattr(task, "higher_is_better", True),
-               summary=_summary(task, model), params=[p for g in optimizer.param_groups for p in g["params"]])
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+               summary=_summary(task, model), params=[p for g in optimizer.param_groups for p in g["params"]],
+               before_step=StepSnapshot(model, dev))
+    if stale:  # the lock file named a holder that died without releasing it
+        run.log_event({"event": "stale_lock", "holder": stale})
 
     model.train()
     run.t_start = time.perf_counter() - state.seconds
     start_step = state.step
     batches = _batch_stream(task, opts.batch_size, state.seed, state.epoch, state.offset)
-    run.rng_snapshot = torch.get_rng_state()
+    run.before_step.take()
     try:
         while run.budget_left():
             m = train_step(run, batches)
