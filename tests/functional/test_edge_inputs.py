@@ -58,7 +58,7 @@ def test_no_keys_on_the_default_path(three_d):
 def test_bahdanau_with_an_empty_source():
     att = attnkit.create("bahdanau", 6, key_dim=5)
     h = torch.randn(3, 6, requires_grad=True)
-    out = att(h, torch.randn(3, 0, 5), key_mask=torch.ones(3, 0, dtype=torch.bool), need_weights=True)
+    out = att(h, torch.randn(3, 0, 5), key_allowed=torch.ones(3, 0, dtype=torch.bool), need_weights=True)
     assert torch.equal(out.context, torch.zeros(3, 5)) and out.weights.shape == (3, 0)
     out.context.sum().backward()
     assert torch.equal(h.grad, torch.zeros(3, 6))
