@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from attnkit.data import BOS, EOS, PAD, UNK, Vocab, edit_distance, get_task, list_tasks, sequence_metrics
+from attnkit.data.base import OPTION_LIMITS, _check_option_bound
 from attnkit.data.metrics import chrf, closest_reference
 
 
@@ -139,3 +140,16 @@ def test_encode_source_names_out_of_vocabulary_characters():
     assert t.encode_source("  Forty-Three ") == t.src_vocab.encode("forty-three")
     with pytest.raises(ValueError, match=r"'4', '3' not in the vocabulary"):
         t.encode_source("43")
+
+
+@pytest.mark.parametrize("option, value", [("max_len", 100_000), ("train", 10**9)])
+def test_an_unbounded_task_option_is_refused_at_once_naming_the_bound(option, value):
+    """``--task-option max_len=100000`` used to hang (it counted 20**100000 strings); now the bound is named."""
+    bound = OPTION_LIMITS["length" if option.endswith("_len") else "number"]
+    with pytest.raises(ValueError, match=rf"{option}={value} is beyond the bound {bound}"):
+        get_task("reverse", **{option: value})
+
+
+def test_the_bound_itself_is_accepted_by_the_check():
+    _check_option_bound("reverse", "max_len", OPTION_LIMITS["length"])  # no error at the bound
+    _check_option_bound("reverse", "seed", 10**12)  # seeds have their own bound (train.checkpoint.LIMITS)

@@ -52,6 +52,22 @@ def list_tasks() -> list[str]:
     return sorted(TASKS)
 
 
+#: the largest value a task option may take: lengths (``*_len``, ``block_size``) and every other number
+#: (examples per split, ranges). Run directories are checked against the same bounds on load.
+OPTION_LIMITS: dict[str, int] = {"length": 2**14, "number": 10**7}
+
+
+def _check_option_bound(task: str, key: str, value: Any) -> None:
+    """A numeric option beyond :data:`OPTION_LIMITS` is refused before the task is built (it would hang)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or key == "seed":
+        return
+    kind = "length" if key.endswith("_len") or key == "block_size" else "number"
+    bound = OPTION_LIMITS[kind]
+    if abs(value) > bound:
+        raise ValueError(f"task {task!r}: {key}={value!r} is beyond the bound {bound} for a task {kind} "
+                         f"(attnkit.data.base.OPTION_LIMITS); pass a smaller {key}")
+
+
 def get_task(name: str, *, seed: int = 0, **options: Any) -> "Task":
     """Build the registered task ``name``; unknown names and options list what is valid."""
     factory = TASKS.get(name)
@@ -65,6 +81,7 @@ def get_task(name: str, *, seed: int = 0, **options: Any) -> "Task":
     defaults = task_option_defaults(name)
     for k, v in {"seed": seed, **options}.items():
         _check_option_type(name, k, v, 0 if k == "seed" else defaults.get(k))
+        _check_option_bound(name, k, v)
     return factory(seed=seed, **options)
 
 

@@ -43,6 +43,8 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
+from ..data.base import OPTION_LIMITS
+
 __all__ = [
     "FORMAT",
     "LEGACY_FORMATS",
@@ -66,8 +68,8 @@ NAMES = ("last", "best")
 #: What a checkpoint's files may set; a larger value is refused, the bound named, before it is used.
 LIMITS: dict[str, int] = {
     "record_bytes": 16 * 2**20,  # the JSON record
-    "task_number": 10**7,  # any number among the task's options: examples per split, lengths, ranges
-    "task_length": 2**14,  # a length among the task's options (min_len, max_len, block_size)
+    "task_number": OPTION_LIMITS["number"],  # any number among the task's options: examples per split, ranges
+    "task_length": OPTION_LIMITS["length"],  # a length among the task's options (min_len, max_len, block_size)
     "steps": 10**9,  # steps, budgets, epochs, evaluation sizes, warm-up, batch size
     "vocab": 2**20,  # tokens of one vocabulary
     "seed": 2**40,  # |seed|; seed * 1_000_003 + epoch must fit torch's 64-bit seeds
