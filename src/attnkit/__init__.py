@@ -4,9 +4,12 @@ how to add a score, backend, mechanism, model, task or command)."""
 
 __version__ = "0.1.0"
 
-from . import backends, functional  # noqa: E402
+from . import (  # noqa: E402
+    backends,
+    functional,
+    nn,  # noqa: E402
+)
 from .functional import attention  # noqa: E402
-from . import nn  # noqa: E402
 from .nn.registry import create, list_mechanisms  # noqa: E402
 
 __all__ = ["attention", "backends", "functional", "nn", "create", "list_mechanisms", "__version__"]

@@ -65,7 +65,8 @@ def test_auto_dispatch_order():
     # small calls: math's one materialised pass beats the tile loop (chunked declines, with its reason)
     assert select_backend(_spec(score="additive", score_params=_additive())).name == "math"
     assert select_backend(_spec(score_mod=lambda s, b, h, i, j: s - (i - j).abs())).name == "math"
-    assert "small call" in auto_declines(get_backend("chunked"), _spec(score="additive", score_params=_additive()), None)
+    additive_spec = _spec(score="additive", score_params=_additive())
+    assert "small call" in auto_declines(get_backend("chunked"), additive_spec, None)
     # large ones: math would materialise 4096 x 4096 x (3 + 2 x 5) floats = 832 MiB > 256 MiB
     q = torch.randn(1, 4096, 8)
     assert select_backend(build_spec(q, q, q, score="additive", score_params=_additive(8))).name == "chunked"

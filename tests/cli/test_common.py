@@ -19,7 +19,9 @@ def test_as_flags_rewrites_arguments_only():
     flags = {"device": "--device", "lr": "--lr", "model": "--model", "hidden_dim": "--hidden-dim"}
     assert as_flags("device='tpu': use device='cpu'", flags) == "--device tpu: use --device cpu"
     assert as_flags("lr must be > 0, got 0.0", flags) == "--lr must be > 0, got 0.0"
-    assert as_flags("hidden_dim=16 differs (use model='seq2seq')", flags) == "--hidden-dim 16 differs (use --model seq2seq)"
+    assert as_flags("hidden_dim=16 differs (use model='seq2seq')", flags) == (
+        "--hidden-dim 16 differs (use --model seq2seq)"
+    )
     untouched = "unknown model 'x'; a model must be registered; the --device flag; my_lr=3"
     assert as_flags(untouched, flags) == untouched
 

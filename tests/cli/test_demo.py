@@ -19,12 +19,15 @@ def test_span_alignment_by_hand():
     w[0:4, 6:11] = 0.2  # drei -> three
     w[4:7, 5] = 1.0  # und -> the hyphen
     w[7:14, 0:5] = 0.2  # vierzig -> forty
-    assert span_alignment(w, {"drei": (0, 4), "vierzig": (7, 14)}, {"forty": (0, 5), "three": (6, 11)}) == {"drei": "three", "vierzig": "forty"}
+    spans = span_alignment(w, {"drei": (0, 4), "vierzig": (7, 14)}, {"forty": (0, 5), "three": (6, 11)})
+    assert spans == {"drei": "three", "vierzig": "forty"}
     assert demo_mod.probe_alignment(w, src, out) == {"drei": "three", "vierzig": "forty"}
     assert demo_mod.number_word_spans(out, lang="de") == [("drei", 0, 4), ("und", 4, 7), ("vierzig", 7, 14)]
-    assert demo_mod.number_word_spans("one thousand, two hundred and thirty-four", lang="en")[-2:] == [("thirty", 30, 36), ("four", 37, 41)]
+    en_spans = demo_mod.number_word_spans("one thousand, two hundred and thirty-four", lang="en")
+    assert en_spans[-2:] == [("thirty", 30, 36), ("four", 37, 41)]
     assert argmax_alignment(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), ["x", "y"], ["a", "b"]) == [("x", "b"), ("y", "a")]
-    assert alignment_grid(torch.tensor([[1.0, 0.0], [0.5, 0.5]]), ["x", "y"], ["ab", "c"]).splitlines() == ["  ac", "  b ", "x █ ", "y ▒▒"]
+    grid = alignment_grid(torch.tensor([[1.0, 0.0], [0.5, 0.5]]), ["x", "y"], ["ab", "c"])
+    assert grid.splitlines() == ["  ac", "  b ", "x █ ", "y ▒▒"]
 
 
 def test_demo_pipeline_on_a_small_task(tmp_path, monkeypatch, capsys):

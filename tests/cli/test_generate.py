@@ -59,7 +59,8 @@ def test_plot_draws_every_head_of_the_layer(gpt_run: str, tmp_path: Path, capsys
     assert main(["generate", gpt_run, "--prompt", "HAMLET:", "--max-new-tokens", "10", "--plot", str(png),
                  "--layer", "0", "--plot-chars", "12", "--json"]) == 0
     assert _json(capsys)["plot"] == str(png) and png.stat().st_size > 1000
-    assert main(["generate", gpt_run, "--prompt", "O", "--max-new-tokens", "2", "--plot", str(png), "--layer", "5"]) == 2
+    assert main(["generate", gpt_run, "--prompt", "O", "--max-new-tokens", "2",
+                 "--plot", str(png), "--layer", "5"]) == 2
     assert "the model has 2 layers" in capsys.readouterr().err
 
 
@@ -72,7 +73,9 @@ def test_plot_draws_every_head_of_the_layer(gpt_run: str, tmp_path: Path, capsys
         (["--top-p", "2"], "--top-p must be in (0, 1]"),  # the library names top_p; the CLI its flag
     ],
 )
-def test_bad_input_is_one_clear_line(gpt_run: str, capsys: pytest.CaptureFixture, extra: list[str], message: str) -> None:
+def test_bad_input_is_one_clear_line(
+    gpt_run: str, capsys: pytest.CaptureFixture, extra: list[str], message: str
+) -> None:
     assert main(["generate", gpt_run, "--max-new-tokens", "3", *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1

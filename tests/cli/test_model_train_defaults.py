@@ -19,7 +19,8 @@ def test_transformer_defaults_reach_only_its_own_runs():
     opt = ["--task-option", "train=60", "--task-option", "valid=20", "--task-option", "test=20"]
     rnn_task, rnn = build("dates", _args("--model", "seq2seq", *opt), attention=None)
     tf_task, tf = build("dates", _args("--model", "transformer", *opt), attention=None)
-    again_task, again = build("dates", _args("--model", "seq2seq", *opt), attention=None)  # compare builds them side by side
+    # compare builds them side by side
+    again_task, again = build("dates", _args("--model", "seq2seq", *opt), attention=None)
     assert tf.config["model"] == "transformer" and tf.config["dropout"] == 0.0
     tf_opts = resolve_options(tf_task.name, model_name(tf))
     rnn_opts = resolve_options(rnn_task.name, model_name(rnn))

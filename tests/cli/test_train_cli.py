@@ -8,7 +8,8 @@ import pytest
 
 from attnkit.cli import main
 
-TINY = ["--task-option", "train=64", "--task-option", "valid=8", "--task-option", "test=8", "--task-option", "max_len=4",
+TINY = ["--task-option", "train=64", "--task-option", "valid=8", "--task-option", "test=8",
+        "--task-option", "max_len=4",
         "--hidden-dim", "16", "--embed-dim", "8", "--batch-size", "16", "--eval-every", "3"]
 
 
@@ -19,7 +20,8 @@ def last_json(out: str) -> dict:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("run") / "reverse"
-    assert main(["train", "reverse", "--attention", "luong-general", "--decoder", "luong", "--steps", "3", "--out", str(d), "--json", *TINY]) == 0
+    assert main(["train", "reverse", "--attention", "luong-general", "--decoder", "luong", "--steps", "3",
+                 "--out", str(d), "--json", *TINY]) == 0
     return d
 
 
@@ -29,7 +31,8 @@ def test_train_json_is_the_last_line(run_dir, capsys):
     out = capsys.readouterr().out
     assert len(out.strip().splitlines()) == 1  # quiet: no progress bar, no table
     r = last_json(out)
-    for k in ("task", "model", "attention", "exact_match", "token_error_rate", "word_error_rate", "steps", "seconds", "run_dir"):
+    for k in ("task", "model", "attention", "exact_match", "token_error_rate", "word_error_rate",
+              "steps", "seconds", "run_dir"):
         assert k in r, k
     assert r["task"] == "reverse" and r["attention"] == "bahdanau" and r["steps"] == 2
 
@@ -37,7 +40,8 @@ def test_train_json_is_the_last_line(run_dir, capsys):
 def test_evaluate_json(run_dir, capsys):
     assert main(["evaluate", str(run_dir), "--json", "--beam", "2"]) == 0
     r = last_json(capsys.readouterr().out)
-    assert r["attention"] == "luong-general" and r["split"] == "test" and 0 <= r["exact_match"] <= 1 and r["examples"] == 8
+    assert r["attention"] == "luong-general" and r["split"] == "test"
+    assert 0 <= r["exact_match"] <= 1 and r["examples"] == 8
 
 
 def test_predict_prints_a_grid_and_saves_a_plot(run_dir, capsys, tmp_path):
@@ -88,7 +92,8 @@ def test_broken_run_dirs_are_one_line_errors(tmp_path, run_dir, capsys):
 
 
 def test_compare_tabulates_each_mechanism(tmp_path, capsys):
-    assert main(["compare", "reverse", "--attention", "bahdanau,luong-dot", "--steps", "2", "--out", str(tmp_path), *TINY]) == 0
+    assert main(["compare", "reverse", "--attention", "bahdanau,luong-dot", "--steps", "2",
+                 "--out", str(tmp_path), *TINY]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if "exact match" in line)

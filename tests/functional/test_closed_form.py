@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from attnkit.functional import attention, masks
 from attnkit.core.normalize import Entmax15, Sparsemax
 from attnkit.core.scores import Additive, Cosine, General, Location
+from attnkit.functional import attention, masks
 
 T = torch.tensor
 
@@ -23,7 +23,8 @@ def test_cat_sat_on_the_mat():
     z = 2 * a + 3 * b + c
     expected_w = T([a, b, c, b, a, b], dtype=torch.float64) / z
     torch.testing.assert_close(w[0, 0], expected_w)
-    torch.testing.assert_close(w[0, 0], T([0.082, 0.166, 0.337, 0.166, 0.082, 0.166], dtype=torch.float64), atol=6e-4, rtol=0)
+    rounded = T([0.082, 0.166, 0.337, 0.166, 0.082, 0.166], dtype=torch.float64)
+    torch.testing.assert_close(w[0, 0], rounded, atol=6e-4, rtol=0)
     torch.testing.assert_close(out[0, 0], T([(c + 2 * b) / z, (b + c) / z], dtype=torch.float64))
     assert [round(x, 1) for x in out[0, 0].tolist()] == [0.7, 0.5]
 
@@ -61,8 +62,8 @@ def test_general_score_different_sizes():
 def test_additive_score():
     # vᵀ tanh(q + k) with W_q = W_k = I, v = [1, 1]:
     # k1 = [0,0]: tanh(1) + tanh(0); k2 = [1,1]: tanh(2) + tanh(1)
-    I = torch.eye(2)
-    sc = Additive(I, I, T([1.0, 1.0]))
+    eye = torch.eye(2)
+    sc = Additive(eye, eye, T([1.0, 1.0]))
     q, k = T([[1.0, 0.0]]), T([[0.0, 0.0], [1.0, 1.0]])
     raw = sc(q[None, None], k[None, None])[0, 0]
     torch.testing.assert_close(raw, T([[math.tanh(1), math.tanh(2) + math.tanh(1)]]))

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnkit.functional import attention, masks
 from attnkit.core.normalize import Gumbel
 from attnkit.core.scores import Additive, Cosine, General, Location, get_score
+from attnkit.functional import attention, masks
 from tests.tolerances import assert_close
 
 B, H, L, S, E, EV = 2, 2, 3, 4, 3, 2

@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from attnkit.data import get_task
-from attnkit.models import MODELS, build_model, model_config_for_task
 from attnkit.data.vocab import BOS, EOS
+from attnkit.models import MODELS, build_model, model_config_for_task
 from attnkit.models.seq2seq import Seq2Seq
-from attnkit.presets import preset
 from attnkit.nn import list_mechanisms
+from attnkit.presets import preset
 
 V = 12
 

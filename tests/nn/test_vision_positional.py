@@ -97,7 +97,8 @@ def test_sinusoidal_hand_numbers():
     pe = SinusoidalPositionalEncoding(4, dtype=D64)
     y = pe(torch.zeros(1, 2, 4, dtype=D64))
     torch.testing.assert_close(y[0, 0], torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=D64))
-    torch.testing.assert_close(y[0, 1], torch.tensor([math.sin(1), math.cos(1), math.sin(0.01), math.cos(0.01)], dtype=D64))
+    expected = torch.tensor([math.sin(1), math.cos(1), math.sin(0.01), math.cos(0.01)], dtype=D64)
+    torch.testing.assert_close(y[0, 1], expected)
     torch.testing.assert_close(pe(torch.zeros(1, 1, 4, dtype=D64), offset=1)[0, 0], y[0, 1])
 
 

@@ -12,7 +12,16 @@ import torch
 
 from attnkit.data import get_task
 from attnkit.models import build_model, model_config_for_task
-from attnkit.train import CheckpointError, load_checkpoint, load_run, lr_at, resume_run, save_checkpoint, train, write_atomic
+from attnkit.train import (
+    CheckpointError,
+    load_checkpoint,
+    load_run,
+    lr_at,
+    resume_run,
+    save_checkpoint,
+    train,
+    write_atomic,
+)
 from attnkit.train.checkpoint import split_prefix
 
 
@@ -181,7 +190,9 @@ def test_budget_and_option_errors():
     task = small_task()
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         train(task, small_model(task), steps=2, batch_size=0, progress=False)
-    with pytest.raises(ValueError, match="no CUDA device|use --device cpu") if not torch.cuda.is_available() else pytest.raises(ValueError, match="device"):
-        train(task, small_model(task), steps=2, device="cuda" if not torch.cuda.is_available() else "tpu", progress=False)
+    no_cuda = not torch.cuda.is_available()
+    match = "no CUDA device|use --device cpu" if no_cuda else "device"
+    with pytest.raises(ValueError, match=match):
+        train(task, small_model(task), steps=2, device="cuda" if no_cuda else "tpu", progress=False)
     with pytest.raises(ValueError, match="resume=True needs out_dir"):
         train(task, small_model(task), steps=2, resume=True, progress=False)

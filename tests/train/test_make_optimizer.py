@@ -26,7 +26,8 @@ def test_matches_torch_default_adamw_over_steps_and_takes_param_groups() -> None
     a = torch.nn.Linear(5, 3)
     b = torch.nn.Linear(5, 3)
     b.load_state_dict(a.state_dict())
-    groups = lambda m: [{"params": [m.weight], "weight_decay": 0.1}, {"params": [m.bias], "weight_decay": 0.0}]
+    def groups(m):
+        return [{"params": [m.weight], "weight_decay": 0.1}, {"params": [m.bias], "weight_decay": 0.0}]
     ours = make_optimizer(groups(a), lr=1e-2, betas=(0.9, 0.99))
     ref = torch.optim.AdamW(groups(b), lr=1e-2, betas=(0.9, 0.99), foreach=False)
     assert [g["weight_decay"] for g in ours.param_groups] == [0.1, 0.0]
@@ -66,7 +67,9 @@ def test_a_run_saved_without_the_fused_kernel_resumes_on_it(tmp_path, monkeypatc
     made: list[torch.optim.Optimizer] = []
     real = loop.make_optimizer
     kw = dict(batch_size=16, eval_every=2, eval_examples=8, warmup=1, progress=False)
-    monkeypatch.setattr(loop, "make_optimizer", lambda params, **k: made.append(torch.optim.AdamW(params, **k)) or made[-1])
+    monkeypatch.setattr(
+        loop, "make_optimizer", lambda params, **k: made.append(torch.optim.AdamW(params, **k)) or made[-1]
+    )
     train(task, model, steps=2, out_dir=tmp_path, **kw)
     saved, meta = load_checkpoint(tmp_path, "last")
     assert not meta["train"]["optimizer"]["param_groups"][0]["fused"]

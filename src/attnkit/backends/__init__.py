@@ -2,9 +2,9 @@
 memory estimates), :mod:`.dispatch` (which backend runs a call), and the backends
 ``sdpa``, ``triton_additive``, ``triton_dot``, ``chunked``, ``math``, ``reference``."""
 
+from . import chunked as _chunked  # noqa: F401  (registers "chunked")
 from . import math as _math  # noqa: F401  (registers "math" and "reference")
 from . import sdpa as _sdpa  # noqa: F401  (registers "sdpa")
-from . import chunked as _chunked  # noqa: F401  (registers "chunked")
 from . import triton as _triton  # noqa: F401  (registers "triton_additive", "triton_dot")
 from .base import BACKENDS, Backend, available_bytes, format_bytes, get_backend, register_backend
 from .chunked import chunked_attention

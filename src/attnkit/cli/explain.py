@@ -104,7 +104,9 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 qv = parse_vector(query, "--query")
             except CliError:
-                raise CliError(f"--query {query!r} is neither one of the tokens ({', '.join(tokens)}) nor a vector like '1,0'") from None
+                raise CliError(
+                    f"--query {query!r} is neither one of the tokens ({', '.join(tokens)}) nor a vector like '1,0'"
+                ) from None
             qname = "query"
     else:
         qv, qname = list(query), "query"
@@ -137,7 +139,10 @@ def _make_score(cfg: dict[str, Any], name: str, E: int):
 
     dt = torch.float64
     if name == "general":
-        w = cfg["weight"] if cfg["weight"] is not None else [[1.0 if i == j else 0.0 for j in range(E)] for i in range(E)]
+        w = (
+            cfg["weight"] if cfg["weight"] is not None
+            else [[1.0 if i == j else 0.0 for j in range(E)] for i in range(E)]
+        )
         return General(torch.tensor(w, dtype=dt))
     if name == "additive":
         if cfg["w_q"] is None or cfg["w_k"] is None or cfg["v"] is None:
@@ -221,21 +226,34 @@ def render(r: dict[str, Any], d: int) -> str:
     toks = r["tokens"]
     lab = _RAW_LABEL[r["score"]]
     out = []
-    out.append(f"Attention of {r['query_name']!r} over {len(toks)} tokens, score = {r['score']}, scale = {r['scale']:.4g}")
+    out.append(
+        f"Attention of {r['query_name']!r} over {len(toks)} tokens, score = {r['score']}, scale = {r['scale']:.4g}"
+    )
     out.append("")
     out.append(f"Step 1. The query: q = {r['query_name']} = {_vec(r['query'], d)}")
     out.append("")
     out.append(f"Step 2. Score each key: {lab}, then multiply by the scale {r['scale']:.4g}")
-    rows = [[t, _vec(k, d), _fmt(s, d), _fmt(ss, d)] for t, k, s, ss in zip(toks, r["keys"], r["raw_scores"], r["scaled_scores"])]
+    rows = [
+        [t, _vec(k, d), _fmt(s, d), _fmt(ss, d)]
+        for t, k, s, ss in zip(toks, r["keys"], r["raw_scores"], r["scaled_scores"])
+    ]
     out.append(_table(["token", "key", lab, "scaled"], rows))
     out.append("")
-    out.append(f"Step 3. exp of each scaled score, then divide by their sum ({_fmt(r['exp_sum'], d)}): the softmax weights")
-    rows = [[t, _fmt(ss, d), _fmt(e, d), _fmt(w, d)] for t, ss, e, w in zip(toks, r["scaled_scores"], r["exp"], r["weights"])]
+    out.append(
+        f"Step 3. exp of each scaled score, then divide by their sum ({_fmt(r['exp_sum'], d)}): the softmax weights"
+    )
+    rows = [
+        [t, _fmt(ss, d), _fmt(e, d), _fmt(w, d)]
+        for t, ss, e, w in zip(toks, r["scaled_scores"], r["exp"], r["weights"])
+    ]
     rows.append(["sum", "", _fmt(r["exp_sum"], d), _fmt(sum(r["weights"]), d)])
     out.append(_table(["token", "scaled", "exp", "weight"], rows))
     out.append("")
     out.append("Step 4. Weight each value")
-    rows = [[t, _fmt(w, d), _vec(v, d), _vec(wv, d)] for t, w, v, wv in zip(toks, r["weights"], r["values"], r["weighted_values"])]
+    rows = [
+        [t, _fmt(w, d), _vec(v, d), _vec(wv, d)]
+        for t, w, v, wv in zip(toks, r["weights"], r["values"], r["weighted_values"])
+    ]
     out.append(_table(["token", "weight", "value", "weight x value"], rows))
     out.append("")
     out.append(f"Step 5. Add the weighted values: output = {_vec(r['output'], d)}")
@@ -265,7 +283,8 @@ def run(args: argparse.Namespace) -> int:
         comparison = [compute(cfg, n) for n in names]
     if args.json:
         if comparison:
-            result = {**result, "compare": [{"score": c["score"], "weights": c["weights"], "output": c["output"]} for c in comparison]}
+            compare = [{"score": c["score"], "weights": c["weights"], "output": c["output"]} for c in comparison]
+            result = {**result, "compare": compare}
         print(json.dumps(result))
         return 0
     print(render(result, args.decimals))

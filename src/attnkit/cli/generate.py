@@ -29,7 +29,8 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="sample text from a trained language model (attnkit train shakespeare --model gpt)",
+    p = sub.add_parser("generate",
+                       help="sample text from a trained language model (attnkit train shakespeare --model gpt)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="a run directory written by attnkit train")
     p.add_argument("--prompt", default="\n", help='text to continue (default: a newline), e.g. "ROMEO:"')
@@ -41,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context every step (no KV cache)")
     p.add_argument("--plot", help="save the attention of every head of --layer to this .png/.svg/.pdf")
-    p.add_argument("--layer", type=int, default=-1, help="layer to plot, 0-based; negative counts from the end (default -1)")
+    p.add_argument("--layer", type=int, default=-1,
+                   help="layer to plot, 0-based; negative counts from the end (default -1)")
     p.add_argument("--plot-chars", type=int, default=40, help="plot the last N characters (default 40)")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--device", default="cpu")

@@ -121,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
         be = ", ".join(r["backends"]) if r["attention_calls"] else "- (no attention() call)"
         table.append([r["name"], *([", ".join(r["aliases"])] if args.aliases else []), r["paper"], r["formula"], be])
     print(_table(headers, table))
-    print(f"\n{len(rows)} mechanism{'s' if len(rows) != 1 else ''}. Backends: those that can run the mechanism's own call on CPU in float32; "
+    print(f"\n{len(rows)} mechanism{'s' if len(rows) != 1 else ''}. "
+          "Backends: those that can run the mechanism's own call on CPU in float32; "
           "attnkit.create(name, dim, ...) builds one.")
     print()
     print("\n".join(attention_lines()))

@@ -20,7 +20,8 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="run a trained model on an input and show its alignment", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("predict", help="run a trained model on an input and show its alignment", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="a run directory written by attnkit train / demo")
     p.add_argument("text", nargs="+", help="input(s) to translate")
     p.add_argument("--beam", type=int, default=1, help="beam size (default 1 = greedy)")
@@ -43,12 +44,20 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--beam must be >= 1, got {args.beam}")
     task, model, _ = load_run(args.run_dir, which=args.checkpoint, device=resolve_device(args.device))
     if not hasattr(task, "predict"):
-        raise CliError(f"task {task.name!r} is not a sequence-to-sequence task; predict needs one (numbers, dates, g2p, ...)")
+        raise CliError(
+            f"task {task.name!r} is not a sequence-to-sequence task; predict needs one (numbers, dates, g2p, ...)"
+        )
     for t in args.text:
         bad = task.src_vocab.unknown(task.normalize(t))
         if bad:
-            known = "".join(task.src_vocab.itos[4:]) if task.src_vocab.kind == "char" else " ".join(task.src_vocab.itos[4:])
-            raise CliError(f"{t!r} has {'characters' if task.src_vocab.kind == 'char' else 'tokens'} the model never saw: {', '.join(map(repr, bad))}; it knows {known!r}")
+            known = (
+                "".join(task.src_vocab.itos[4:]) if task.src_vocab.kind == "char"
+                else " ".join(task.src_vocab.itos[4:])
+            )
+            raise CliError(
+                f"{t!r} has {'characters' if task.src_vocab.kind == 'char' else 'tokens'} the model never saw: "
+                f"{', '.join(map(repr, bad))}; it knows {known!r}"
+            )
     preds = task.predict(model, args.text, beam_size=args.beam, length_penalty=args.length_penalty)
     joiner = "" if task.tgt_vocab.kind == "char" else " "
     items = []
@@ -59,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
         items.append((align, rows, src_toks))
         out = joiner.join(toks)
         if args.json:
-            print(json.dumps({"input": text, "output": out, "output_tokens": rows, "input_tokens": src_toks, "alignment": [[round(x, 4) for x in r] for r in align.tolist()]}))
+            alignment = [[round(x, 4) for x in r] for r in align.tolist()]
+            print(json.dumps({"input": text, "output": out, "output_tokens": rows, "input_tokens": src_toks,
+                              "alignment": alignment}))
             continue
         print(f"{text} -> {out}")
         if not args.no_grid:
@@ -72,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"attention of every head of layer {args.layer} saved to {path}")
     elif args.plot:
-        path = plot_alignments(items, args.plot, titles=[f"{t} → {joiner.join(p[0])}" for t, p in zip(args.text, preds)])
+        titles = [f"{t} → {joiner.join(p[0])}" for t, p in zip(args.text, preds)]
+        path = plot_alignments(items, args.plot, titles=titles)
         if not args.json:
             print(f"alignment heatmap saved to {path}")
     return 0

@@ -30,7 +30,9 @@ class SyntheticTask(Seq2SeqTask):
         return src_len + 3
 
 
-def _make(name: str, *, seed: int, alphabet: str, min_len: int, max_len: int, train: int, valid: int, test: int) -> SyntheticTask:
+def _make(
+    name: str, *, seed: int, alphabet: str, min_len: int, max_len: int, train: int, valid: int, test: int
+) -> SyntheticTask:
     if not 1 <= min_len <= max_len:
         raise ValueError(f"need 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
     if len(set(alphabet)) != len(alphabet) or not alphabet or " " in alphabet:
@@ -57,7 +59,9 @@ def _make(name: str, *, seed: int, alphabet: str, min_len: int, max_len: int, tr
         splits=splits,
         src_vocab=vocab,
         tgt_vocab=vocab,
-        options=dict(seed=seed, alphabet=alphabet, min_len=min_len, max_len=max_len, train=train, valid=valid, test=test),
+        options=dict(
+            seed=seed, alphabet=alphabet, min_len=min_len, max_len=max_len, train=train, valid=valid, test=test
+        ),
     )
     task.name = name
     task.probes = (alphabet[: min(len(alphabet), 8)][::-1], alphabet[:3] * 2)
@@ -76,7 +80,9 @@ def _register(name: str) -> None:
         valid: int = 500,
         test: int = 1000,
     ) -> SyntheticTask:
-        return _make(name, seed=seed, alphabet=alphabet, min_len=min_len, max_len=max_len, train=train, valid=valid, test=test)
+        return _make(
+            name, seed=seed, alphabet=alphabet, min_len=min_len, max_len=max_len, train=train, valid=valid, test=test
+        )
 
     factory.__doc__ = f"``{name}`` of random strings over ``alphabet`` with lengths ``min_len..max_len``."
 

@@ -84,7 +84,8 @@ class Vocab:
             if bad:
                 raise ValueError(
                     f"{', '.join(repr(b) for b in bad)} not in the vocabulary; "
-                    f"known {self.kind}s: {''.join(self.itos[4:]) if self.kind == 'char' else ' '.join(self.itos[4:])!r}"
+                    f"known {self.kind}s: "
+                    f"{''.join(self.itos[4:]) if self.kind == 'char' else ' '.join(self.itos[4:])!r}"
                 )
         return [self.stoi.get(t, UNK) for t in self.tokens(text)]
 

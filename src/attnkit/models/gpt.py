@@ -198,7 +198,9 @@ class GPT(nn.Module):
         if idx.dim() != 2 or idx.shape[1] == 0:
             raise ValueError(f"prompt_ids must hold at least one token, shape (L,) or (B, L); got {tuple(idx.shape)}")
         if int(idx.max()) >= self.vocab_size or int(idx.min()) < 0:
-            raise ValueError(f"prompt_ids hold ids outside 0..{self.vocab_size - 1}; encode the prompt with the task's vocabulary")
+            raise ValueError(
+                f"prompt_ids hold ids outside 0..{self.vocab_size - 1}; encode the prompt with the task's vocabulary"
+            )
         if idx.shape[1] > self.block_size:
             raise ValueError(
                 f"the prompt has {idx.shape[1]} tokens but the model's block_size is {self.block_size}; "

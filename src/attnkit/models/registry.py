@@ -130,5 +130,7 @@ def model_config_for_task(name: str, task: Any, **fields: Any) -> dict[str, Any]
     """
     cls = MODELS.get(name)
     if not hasattr(cls, "config_for_task"):
-        raise ValueError(f"model {name!r} does not say how to size itself for a task; build it with build_model(config)")
+        raise ValueError(
+            f"model {name!r} does not say how to size itself for a task; build it with build_model(config)"
+        )
     return cls.config_for_task(task, **fields)

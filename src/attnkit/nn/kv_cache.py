@@ -70,7 +70,11 @@ class KVCache:
         n = k.shape[2]
         if self.static and self.length > 0:
             raise ValueError("this static (cross-attention) cache is already filled; pass key=None to reuse it")
-        if k.shape[:2] != self.key.shape[:2] or k.shape[-1] != self.key.shape[-1] or v.shape[-1] != self.value.shape[-1]:
+        if (
+            k.shape[:2] != self.key.shape[:2]
+            or k.shape[-1] != self.key.shape[-1]
+            or v.shape[-1] != self.value.shape[-1]
+        ):
             raise ValueError(
                 f"cache holds (B, Hk, ., Dh) = {shape_str(self.key)} but got keys {shape_str(k)}; "
                 "build the cache with this layer's new_cache(batch_size, capacity)"

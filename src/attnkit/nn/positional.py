@@ -49,7 +49,9 @@ def _positions(L: int, offset: int | Tensor, positions: Optional[Tensor], device
     return torch.arange(offset, offset + L, device=device)  # (L,)
 
 
-def sinusoidal_table(positions: Tensor, dim: int, *, base: float = 10000.0, dtype: torch.dtype = torch.float32) -> Tensor:
+def sinusoidal_table(
+    positions: Tensor, dim: int, *, base: float = 10000.0, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """(..., N) positions -> (..., N, dim) sinusoids: sin at even features, cos at odd."""
     i = torch.arange(0, dim, 2, device=positions.device, dtype=torch.float64)
     inv = torch.exp(-math.log(base) * i / dim)  # (ceil(D/2),)

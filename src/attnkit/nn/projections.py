@@ -62,7 +62,10 @@ class InProjection:
         return nn.functional.linear(x, self.weight, self.bias)
 
     def __repr__(self) -> str:
-        return f"InProjection(in_features={self.in_features}, out_features={self.out_features}, rows={self.start}:{self.stop})"
+        return (
+            f"InProjection(in_features={self.in_features}, out_features={self.out_features}, "
+            f"rows={self.start}:{self.stop})"
+        )
 
 
 class ProjectionSource:

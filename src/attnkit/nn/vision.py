@@ -160,7 +160,9 @@ class SpatialAttention(nn.Module):
     ``forward(x (B, C, H, W), *, return_map=False)`` -> y, or (y, map (B, 1, H, W)).
     """
 
-    def __init__(self, kernel_size: int = 7, *, gate_layer: Any = "sigmoid", device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self, kernel_size: int = 7, *, gate_layer: Any = "sigmoid", device: Any = None, dtype: Any = None
+    ) -> None:
         super().__init__()
         if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be an odd positive int (7 in CBAM), got {kernel_size!r}")

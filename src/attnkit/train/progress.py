@@ -24,7 +24,15 @@ def format_seconds(s: float) -> str:
 class Progress:
     """``Progress(total_steps, minutes=None, enabled=None)``; call ``update(step, metrics)``."""
 
-    def __init__(self, total: int | None, *, minutes: float | None = None, enabled: bool | None = None, stream: TextIO | None = None, width: int = 24) -> None:
+    def __init__(
+        self,
+        total: int | None,
+        *,
+        minutes: float | None = None,
+        enabled: bool | None = None,
+        stream: TextIO | None = None,
+        width: int = 24,
+    ) -> None:
         self.stream = stream or sys.stderr
         self.enabled = bool(self.stream.isatty()) if enabled is None else enabled
         self.total = total
