@@ -4,11 +4,7 @@ how to add a score, backend, mechanism, model, task or command)."""
 
 __version__ = "0.1.0"
 
-from . import (  # noqa: E402
-    backends,
-    functional,
-    nn,  # noqa: E402
-)
+from . import backends, functional, nn  # noqa: E402
 from .functional import attention  # noqa: E402
 from .nn.registry import create, list_mechanisms  # noqa: E402
 

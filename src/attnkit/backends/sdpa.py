@@ -27,7 +27,7 @@ its output afterwards; the zeroed output sends zero gradients back.
 NaN in, NaN out: without a mask, torch's CPU flash kernel returns 0 for a query row
 whose scores are all NaN (a NaN in the query row), where every other path returns NaN;
 :func:`keep_nan_rows` adds ``0 · clamp(max(q row), -1, 1)`` (0, or NaN for such a row)
-to the output so this backend agrees.
+to the output so this backend agrees (on CPU only when the query holds a NaN at all).
 
 Refused (with reasons): scores that are not dot products, normalizers other
 than softmax, ``score_mod`` / ``mask_mod`` (use the ``chunked`` backend, or pass
@@ -92,8 +92,13 @@ def sdpa_mask(spec: AttentionSpec) -> tuple[Tensor | None, bool]:
 def keep_nan_rows(out: Tensor, qp: Tensor) -> Tensor:
     """``out`` (B, H, L, Ev) with NaN in the rows whose query qp (B, H, L, E) holds a NaN: SDPA
     without a mask returns 0 there on CPU. ``clamp`` keeps an infinite query (whose row SDPA
-    handles itself) from turning 0 · inf into NaN; (B, H, L, 1) work, against the call's L·S."""
-    return out + qp.amax(-1, keepdim=True).clamp(-1, 1) * 0
+    handles itself) from turning 0 · inf into NaN. Outside autograd (a constant 0 or NaN per row);
+    on CPU one sum of the query first skips the row work when no NaN is present, which is what
+    every training step sees."""
+    q = qp.detach()
+    if q.is_cpu and not bool(torch.isnan(q.sum())):  # NaN anywhere makes the sum NaN
+        return out
+    return out + q.amax(-1, keepdim=True).clamp(-1, 1) * 0  # (B, H, L, 1): 0, or NaN in a NaN row
 
 
 def _guard_empty_rows(mask: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
