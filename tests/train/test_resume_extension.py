@@ -19,13 +19,7 @@ TASK = dict(train=96, valid=8, test=8, min_len=2, max_len=4)
 RUN = dict(batch_size=16, eval_every=4, eval_examples=8, warmup=2, progress=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread, as in the child processes (and far faster than two on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def run(out, attention, **kw):

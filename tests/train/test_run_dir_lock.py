@@ -22,14 +22,7 @@ from attnkit.train import load_checkpoint, resume_run, train
 from attnkit.train.lock import RunDirectoryError, RunLock, claim_run_dir
 from tests.train import child_run
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread, as in the child processes (and far faster than two on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def small():
