@@ -24,10 +24,28 @@ import torch
 import attnkit
 from attnkit.data import get_task
 from attnkit.models import build_model, model_config_for_task
-from attnkit.train import resume_run, train
+from attnkit.train import load_checkpoint, resume_run, train
 
 TASK = dict(train=96, valid=8, test=8, min_len=2, max_len=4)
 RUN = dict(batch_size=16, eval_every=4, eval_examples=8, warmup=2, progress=False)
+
+
+def build(attention: str):
+    """(task, model): the small reverse task and seq2seq model every reliability test trains (seed 7)."""
+    task = get_task("reverse", **TASK)
+    torch.manual_seed(7)
+    return task, build_model(
+        model_config_for_task("seq2seq", task, hidden_dim=16, embed_dim=8, dropout=0.2, attention=attention)
+    )
+
+
+def assert_same_tensors(a, b) -> None:
+    """The ``last`` checkpoints of run directories ``a`` and ``b`` hold the same tensors, bit for bit."""
+    ta, _ = load_checkpoint(a, "last")
+    tb, _ = load_checkpoint(b, "last")
+    assert sorted(ta) == sorted(tb)
+    differ = [k for k in ta if not torch.equal(ta[k], tb[k])]
+    assert not differ, f"{len(differ)} of {len(ta)} tensors differ: {differ[:5]}"
 
 
 def main(out: str, steps: int, attention: str, mode: str, pause_at: int, extra: dict) -> int:
@@ -43,11 +61,7 @@ def main(out: str, steps: int, attention: str, mode: str, pause_at: int, extra: 
     if mode == "resume":
         resume_run(out, steps=steps, progress=False, **extra)
         return 0
-    task = get_task("reverse", **TASK)
-    torch.manual_seed(7)
-    model = build_model(
-        model_config_for_task("seq2seq", task, hidden_dim=16, embed_dim=8, dropout=0.2, attention=attention)
-    )
+    task, model = build(attention)
     calls = [0]
 
     def hook(module, args, output) -> None:  # after the module ran inside a training forward

@@ -13,8 +13,6 @@ import signal
 import pytest
 import torch
 
-from attnkit.data import get_task
-from attnkit.models import build_model, model_config_for_task
 from attnkit.train import load_checkpoint, resume_run, train
 from attnkit.train.snapshot import StepSnapshot
 from tests.train import child_run
@@ -22,20 +20,7 @@ from tests.train import child_run
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-def assert_same_tensors(a, b):
-    ta, _ = load_checkpoint(a, "last")
-    tb, _ = load_checkpoint(b, "last")
-    assert sorted(ta) == sorted(tb)
-    differ = [k for k in ta if not torch.equal(ta[k], tb[k])]
-    assert not differ, f"{len(differ)} of {len(ta)} tensors differ: {differ[:5]}"
-
-
-def build(attention):
-    task = get_task("reverse", **child_run.TASK)
-    torch.manual_seed(7)
-    return task, build_model(
-        model_config_for_task("seq2seq", task, hidden_dim=16, embed_dim=8, dropout=0.2, attention=attention)
-    )
+build, assert_same_tensors = child_run.build, child_run.assert_same_tensors
 
 
 @pytest.mark.parametrize("attention", ["bahdanau", "hard"])

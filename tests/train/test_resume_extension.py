@@ -7,36 +7,21 @@ the weights of ``--steps 2N`` in one run; every tensor of the last checkpoint is
 from __future__ import annotations
 
 import pytest
-import torch
 
 import attnkit.train.loop as loop
 from attnkit.cli import main
-from attnkit.data import get_task
-from attnkit.models import build_model, model_config_for_task
 from attnkit.train import load_checkpoint, lr_at, resolve_options, resume_run, train
-
-TASK = dict(train=96, valid=8, test=8, min_len=2, max_len=4)
-RUN = dict(batch_size=16, eval_every=4, eval_examples=8, warmup=2, progress=False)
-
+from tests.train import child_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def run(out, attention, **kw):
-    task = get_task("reverse", **TASK)
-    torch.manual_seed(7)
-    model = build_model(
-        model_config_for_task("seq2seq", task, hidden_dim=16, embed_dim=8, dropout=0.2, attention=attention)
-    )
-    return train(task, model, seed=7, out_dir=out, **RUN, **kw)
+    task, model = child_run.build(attention)
+    return train(task, model, seed=7, out_dir=out, **child_run.RUN, **kw)
 
 
-def assert_same_tensors(a, b):
-    ta, _ = load_checkpoint(a, "last")
-    tb, _ = load_checkpoint(b, "last")
-    assert sorted(ta) == sorted(tb)
-    differ = [k for k in ta if not torch.equal(ta[k], tb[k])]
-    assert not differ, f"{len(differ)} of {len(ta)} tensors differ: {differ[:5]}"
+assert_same_tensors = child_run.assert_same_tensors
 
 
 @pytest.mark.parametrize(

@@ -196,6 +196,19 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: Any, *, batch_size: int
 
 
 # -- sampling --------------------------------------------------------------------------------------
+def search(step: StepFn, reorder: ReorderFn, state: Any, *, batch_size: int, beam_size: int, max_len: int,
+           bos: int, eos: int, length_penalty: float = 1.0,
+           device: torch.device | str | None = None) -> list[Hypothesis]:
+    """What a sequence model's ``generate`` calls: :func:`greedy_search` for ``beam_size=1``,
+    :func:`beam_search` otherwise (same arguments, same stopping rule and length penalty)."""
+    _check_positive("beam_size", beam_size)
+    _check_positive("max_len", max_len)
+    if beam_size == 1:
+        return greedy_search(step, state, batch_size=batch_size, max_len=max_len, bos=bos, eos=eos, device=device)
+    return beam_search(step, reorder, state, batch_size=batch_size, beam_size=beam_size, max_len=max_len, bos=bos,
+                       eos=eos, length_penalty=length_penalty, device=device)
+
+
 def filter_logits(logits: Tensor, *, top_k: Optional[int] = None, top_p: Optional[float] = None) -> Tensor:
     """Logits (B, V) with everything outside the top-k / the top-p nucleus set to -inf.
 

@@ -255,21 +255,16 @@ class Transformer(nn.Module):
         output token. Greedy for ``beam_size=1``; beam search ranks finished hypotheses by
         ``log p / length ** length_penalty`` (:func:`attnkit.models.decoding.beam_search`).
         """
-        check_int("max_len", max_len)
-        check_int("beam_size", beam_size)
+        check_int("max_len", max_len)  # sizes the caches below; decoding.search checks beam_size
         was = self.training
         self.eval()
         try:
             memory, mask, _ = self.encode(src, src_lengths)
             B = memory.shape[0]
             state = _DecodeState(memory, mask, self.new_caches(memory, max_len + 1))
-            if beam_size == 1:
-                hyps = decoding.greedy_search(self.step, state, batch_size=B, max_len=max_len, bos=BOS, eos=EOS,
-                                              device=memory.device)
-            else:
-                hyps = decoding.beam_search(self.step, self.reorder, state, batch_size=B, beam_size=beam_size,
-                                            max_len=max_len, bos=BOS, eos=EOS, length_penalty=length_penalty,
-                                            device=memory.device)
+            hyps = decoding.search(self.step, self.reorder, state, batch_size=B, beam_size=beam_size,
+                                   max_len=max_len, bos=BOS, eos=EOS, length_penalty=length_penalty,
+                                   device=memory.device)
         finally:
             self.train(was)
         return [(h.tokens, h.extras[: len(h.tokens), : int(n)].cpu()) for h, n in zip(hyps, src_lengths.tolist())]

@@ -388,10 +388,6 @@ class Seq2Seq(nn.Module):
         ``log p / len ** length_penalty`` (0 = raw log-probability;
         :func:`attnkit.models.decoding.beam_search`).
         """
-        if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
-            raise ValueError(f"beam_size must be a positive int, got {beam_size!r}")
-        if max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {max_len}")
         if src.dim() != 2 or src_lengths.shape != src.shape[:1]:
             raise ValueError(
                 f"src must be (B, S) with src_lengths (B,), got {tuple(src.shape)} and {tuple(src_lengths.shape)}"
@@ -399,11 +395,6 @@ class Seq2Seq(nn.Module):
         keys, key_allowed, dec = self.encode(src, src_lengths)
         state = _SearchState(keys, key_allowed, dec, 0)
         B = src.shape[0]
-        if beam_size == 1:
-            hyps = decoding.greedy_search(self.step, state, batch_size=B, max_len=max_len, bos=BOS, eos=EOS,
-                                          device=src.device)
-        else:
-            hyps = decoding.beam_search(self.step, self.reorder, state, batch_size=B, beam_size=beam_size,
-                                        max_len=max_len, bos=BOS, eos=EOS, length_penalty=length_penalty,
-                                        device=src.device)
+        hyps = decoding.search(self.step, self.reorder, state, batch_size=B, beam_size=beam_size, max_len=max_len,
+                               bos=BOS, eos=EOS, length_penalty=length_penalty, device=src.device)
         return [(h.tokens, h.extras[:, : int(n)].float().cpu()) for h, n in zip(hyps, src_lengths.tolist())]
