@@ -75,6 +75,27 @@ def _series(events: Sequence[dict[str, Any]]) -> tuple[list[int], list[float], d
     return steps, [train[s] for s in steps], {k: sorted(v.items()) for k, v in valid.items()}
 
 
+def _is_rate(name: str) -> bool:
+    return name in ("exact_match", "accuracy", "acc") or name.endswith("_error_rate")
+
+
+def _valid_groups(valid: dict[str, list[tuple[int, float]]]) -> list[tuple[str, list[tuple[str, list]]]]:
+    """(axis label, [(name, points)]) for rates (0..1) and for the other metrics (chrF, loss), each on its axis.
+
+    A series equal to one already drawn joins its label (``char_error_rate = token_error_rate``).
+    """
+    drawn: list[tuple[str, list]] = []
+    for name, pts in sorted(valid.items()):
+        same = next((i for i, (_, p) in enumerate(drawn) if p == pts), None)
+        if same is None:
+            drawn.append((name, pts))
+        else:
+            drawn[same] = (f"{drawn[same][0]} = {name}", pts)
+    rates = [(n, p) for n, p in drawn if all(_is_rate(x) for x in n.split(" = "))]
+    other = [(n, p) for n, p in drawn if (n, p) not in rates]
+    return [g for g in (("rate", rates), ("other metric (dashed)" if rates else "metric", other)) if g[1]]
+
+
 def curves_figure(events: Sequence[dict[str, Any]], *, title: str = "training", smooth: int = 20) -> Any:
     """Training loss and validation metrics of ``events`` (:func:`read_history`) as a matplotlib Figure.
 
@@ -96,19 +117,28 @@ def curves_figure(events: Sequence[dict[str, Any]], *, title: str = "training", 
     left.set_title("training loss", fontsize=style.FONT_SIZE + 2)
     left.set_xlabel("step")
     left.set_ylabel("loss (nats per token)")
-    for i, (name, pts) in enumerate(sorted(valid.items())):
-        right.plot([s for s, _ in pts], [v for _, v in pts], marker="o", markersize=3,
-                   color=colours(i / max(1, len(valid) - 1) * 0.85), label=name)
-    if valid:
-        right.legend(fontsize=style.FONT_SIZE)
+    groups = _valid_groups(valid)
+    axes = [right] if len(groups) < 2 else [right, right.twinx()]
+    k, handles = 0, []
+    for ax, (ylabel, series) in zip(axes, groups):
+        for name, pts in series:
+            handles += ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", markersize=3,
+                               linestyle="--" if ax is not right else "-",
+                               color=colours(k / max(1, len(valid) - 1) * 0.85), label=name)
+            k += 1
+        ax.set_ylabel(ylabel)
+        ax.tick_params(labelsize=style.FONT_SIZE)
+    if handles:
+        right.legend(handles=handles, fontsize=style.FONT_SIZE)
     else:
         right.text(0.5, 0.5, "no validation yet", ha="center", va="center", transform=right.transAxes)
     right.set_title("validation", fontsize=style.FONT_SIZE + 2)
     right.set_xlabel("step")
-    right.set_ylabel("metric")
+    integer = plt.MaxNLocator(integer=True)
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=style.FONT_SIZE)
+        ax.xaxis.set_major_locator(integer)
     fig.suptitle(f"{title}: training loss and validation metrics by step", fontsize=style.FONT_SIZE + 3)
     return fig
 
