@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.attnkit-installed
 TORCH  ?= torch==2.13.0
 TRITON ?= triton==3.7.1
 RUFF   ?= ruff==0.17.5
-PINNED ?= matplotlib==3.11.2 numpy==2.4.6 safetensors==0.8.0 sacrebleu==2.6.0
+PINNED ?= matplotlib==3.11.2 numpy==2.4.6 safetensors==0.8.0 sacrebleu==2.6.0 tqdm==4.70.1
 PYTEST_ARGS ?=
 
 .PHONY: all install demo lint test test-slow test-package bench clean

@@ -56,7 +56,8 @@ def test_train_writes_the_report_and_history_holds_every_step_loss(tmp_path, cap
     assert r["report"] == str(out / "report.md")
     assert {"report.md", "curves.png", "alignments.png"} <= {p.name for p in out.iterdir()}
     report = (out / "report.md").read_text()
-    assert "# attnkit: seq2seq on reverse" in report and "| exact_match |" in report
+    assert "# attnkit: seq2seq on reverse" in report and "| exact match |" in report
+    assert "| exact match (validation, best) |" in report
     assert "![alignments](alignments.png)" in report and "![curves](curves.png)" in report
     assert "## Test examples" in report
     events = read_history(out)

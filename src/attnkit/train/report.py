@@ -53,6 +53,13 @@ def metric_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _label(key: str) -> str:
+    """``exact_match`` -> "exact match", ``valid_loss`` -> "loss (validation, best)", ``chrf`` -> "chrF"."""
+    name = key.removeprefix("valid_")
+    text = "chrF" if name == "chrf" else name.replace("_", " ")
+    return f"{text} (validation, best)" if key.startswith("valid_") else text
+
+
 def _sources(task: Any, n: int) -> list[str]:
     return [e.src for e in task.splits["test"][:n]]
 
@@ -164,8 +171,7 @@ def write_report(run_dir: str | Path, task: Any, model: torch.nn.Module, result:
             sources = _sources(task, 4) if hasattr(task, "predict") else []
         lines = [f"# {title or f'attnkit: {model_name(model)} on {task.name}'}", "", *_describe(task, model, result),
                  "| metric (test split, best checkpoint) | value |", "|---|---|"]
-        lines += [f"| {k.removeprefix('valid_')}{' (validation, best)' if k.startswith('valid_') else ''} | {v} |"
-                  for k, v in metric_rows(result)]
+        lines += [f"| {_label(k)} | {v} |" for k, v in metric_rows(result)]
         lines.append("")
         for block in sections:
             lines += [block.rstrip(), ""]
