@@ -98,6 +98,18 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line, sep, *body])
 
 
+def mechanism_markdown(kind: str | None = None) -> str:
+    """The mechanisms as a Markdown table (name, aliases, kind, paper, formula): the docs site's Mechanisms page."""
+    from ..nn.registry import MECHANISMS, list_mechanisms
+
+    lines = ["| name | aliases | kind | paper | formula |", "|---|---|---|---|---|"]
+    for name in list_mechanisms(kind=kind):
+        info = MECHANISMS[name]
+        cells = [f"`{name}`", ", ".join(f"`{a}`" for a in info.aliases), info.kind, info.paper, f"`{info.formula}`"]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def attention_lines() -> list[str]:
     """What ``--attention NAME`` means per model kind, as printed by ``attnkit list``."""
     from ..presets import attention_table

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else run_dir / "curves.png"
     check_path(out, name="output")
     events = read_history(run_dir)
-    path = plot_curves(events, out, title=run_dir.name, smooth=args.smooth)
+    path = plot_curves(events, out, title=run_dir.resolve().name, smooth=args.smooth)
     steps = sum(1 for e in events if e.get("event") == "train")
     valid = sum(1 for e in events if e.get("event") == "valid")
     if args.json:

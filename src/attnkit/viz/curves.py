@@ -105,7 +105,7 @@ def curves_figure(events: Sequence[dict[str, Any]], *, title: str = "training", 
     if not steps and not valid:
         raise ValueError("the history holds no training loss and no validation; train for a few steps first")
     plt = style.pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11.0, 4.2), layout="constrained")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.0, 4.2), sharex=True, layout="constrained")
     colours = plt.get_cmap(style.CMAP)
     if steps:
         left.plot(steps, loss, color=colours(0.75), alpha=0.35, linewidth=0.8, label="each step")
@@ -134,11 +134,10 @@ def curves_figure(events: Sequence[dict[str, Any]], *, title: str = "training", 
         right.text(0.5, 0.5, "no validation yet", ha="center", va="center", transform=right.transAxes)
     right.set_title("validation", fontsize=style.FONT_SIZE + 2)
     right.set_xlabel("step")
-    integer = plt.MaxNLocator(integer=True)
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=style.FONT_SIZE)
-        ax.xaxis.set_major_locator(integer)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # steps; one locator per axis
     fig.suptitle(f"{title}: training loss and validation metrics by step", fontsize=style.FONT_SIZE + 3)
     return fig
 
