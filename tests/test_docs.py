@@ -85,3 +85,14 @@ def test_strict_build_has_no_warning(tmp_path):
     assert r.returncode == 0 and "WARNING" not in r.stderr, r.stderr[-3000:]
     html = (tmp_path / "site" / "api" / "viz" / "index.html").read_text()
     assert "attnkit.viz.style" in html and ":func:" not in html
+
+
+def test_doctests_in_docstrings_are_fenced_as_python_sessions():
+    pytest.importorskip("griffe")
+    spec = importlib.util.spec_from_file_location("attnkit_griffe_doctest", DOCS / "griffe_doctest.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    prompt = ">" * 3
+    text = f"Say:\n\n{prompt} 1 + 1\n2\n\nDone.\n\n    {prompt} indented: a literal block already\n"
+    assert mod.fence_doctests(text) == (f"Say:\n\n```pycon\n{prompt} 1 + 1\n2\n```\n\nDone.\n\n"
+                                        f"    {prompt} indented: a literal block already\n")

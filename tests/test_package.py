@@ -156,7 +156,7 @@ def test_import_and_version(venv: Venv) -> None:
 
 
 @pytest.mark.parametrize("argv", [
-    ["--help"], ["list"], ["info"], ["explain"], ["explain", "--compare"],
+    ["--help"], ["list"], ["tasks"], ["info"], ["explain"], ["explain", "--compare"],
     ["bench", "--quick", "--suite", "dot", "--no-memory"],
 ])
 def test_commands_without_a_run_work(venv: Venv, argv: list[str]) -> None:

@@ -199,3 +199,16 @@ def test_where_links_fail_demo_latest_is_a_pointer_file(tmp_path, monkeypatch, c
     (tmp_path / "runs" / "other").write_text("../../etc\n")
     with pytest.raises(ValueError, match="is a file, not a run directory"):
         resolve_run_dir(tmp_path / "runs" / "other")
+
+
+def test_without_matplotlib_the_report_is_written_and_names_the_extra(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    out = tmp_path / "rev"
+    assert main(["train", "reverse", "--steps", "2", "--eval-every", "2", "--out", str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "(no pictures: plotting needs the 'matplotlib' package" in printed and "attnkit[viz]" in printed
+    report = (out / "report.md").read_text()
+    assert "Not drawn: plotting needs the 'matplotlib' package" in report and "Alignment of" in report
+    assert not list(out.glob("*.png"))
+    assert main(["plot", str(out)]) == 2
+    assert "pip install 'attnkit[viz]'" in capsys.readouterr().err
