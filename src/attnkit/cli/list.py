@@ -89,7 +89,7 @@ def mechanism_rows(kind: str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
+def text_table(headers: list[str], rows: list[list[str]]) -> str:
     """Columns padded to their widest cell, a dashed rule under the headers (also ``attnkit tasks``)."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         be = ", ".join(r["backends"]) if r["attention_calls"] else "- (no attention() call)"
         table.append([r["name"], *([", ".join(r["aliases"])] if args.aliases else []), r["paper"], r["formula"], be])
-    print(table(headers, table))
+    print(text_table(headers, table))
     print(f"\n{len(rows)} mechanism{'s' if len(rows) != 1 else ''}. "
           "Backends: those that can run the mechanism's own call on CPU in float32; "
           "attnkit.create(name, dim, ...) builds one. attnkit tasks lists the tasks to train on.")

@@ -60,7 +60,7 @@ def task_rows(names: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .list import table
+    from .list import text_table
 
     rows = task_rows(args.names or None)
     if not rows:
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         size = (" / ".join(f"{v:,}" for v in r["sizes"].values()) + f" {r['unit']}") if r["sizes"] else "-"
         body.append([r["name"], r["source"], size, r["metric"] or "-"])
-    print(table(["task", "data source", "train / valid / test", "metric"], body))
+    print(text_table(["task", "data source", "train / valid / test", "metric"], body))
     for r in rows:
         if r["missing"]:
             print(f"{r['name']}: {r['missing']}")
