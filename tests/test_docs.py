@@ -96,3 +96,11 @@ def test_doctests_in_docstrings_are_fenced_as_python_sessions():
     text = f"Say:\n\n{prompt} 1 + 1\n2\n\nDone.\n\n    {prompt} indented: a literal block already\n"
     assert mod.fence_doctests(text) == (f"Say:\n\n```pycon\n{prompt} 1 + 1\n2\n```\n\nDone.\n\n"
                                         f"    {prompt} indented: a literal block already\n")
+
+
+def test_readme_names_the_latest_demo_run_not_a_glob():
+    """Before: ``attnkit predict runs/demo-*/ ...`` named every demo run once two existed."""
+    readme = (ROOT / "README.md").read_text()
+    assert "runs/demo-*" not in readme and "attnkit predict runs/demo-latest" in readme
+    for cmd in ("attnkit plot", "attnkit tasks", "make docs"):
+        assert cmd in readme, cmd

@@ -127,7 +127,10 @@ def test_gpt_report_draws_every_head_of_every_layer(tmp_path, saved):
     written = write_report(out, task, model, {"steps": 2, "loss": 3.0})
     assert [Path(p).name for p in written["pictures"]] == ["curves.png", "heads.png"]
     assert _grid(saved["heads.png"]) == {(2, 2)}  # rows: layers, columns: heads
-    assert "![heads](heads.png)" in Path(written["report"]).read_text()
+    report = Path(written["report"]).read_text()
+    assert "![heads](heads.png)" in report and "| loss | 3 |" in report
+    sample = report.split("## Sample")[1].split("```")[1].strip("\n")
+    assert sample.startswith(task.vocab.decode(task.data["test"][:32].tolist())) and len(sample) == 32 + 80
 
 
 def test_generate_plot_is_a_layers_by_heads_grid(tmp_path, capsys, saved):

@@ -3,7 +3,8 @@
 :func:`write_report` writes, into a run directory that holds a trained model:
 
 - ``report.md``: the task and its data, the model, the budget, the test metrics of the best
-  checkpoint, the sections a command adds (the demo's probe), test examples, and the pictures;
+  checkpoint, the sections a command adds (the demo's probe), test examples (or, for a language
+  model, a sampled continuation of the test text), and the pictures;
 - ``curves.png``: the training loss and the validation metrics by step, from ``history.jsonl``
   (:func:`attnkit.viz.curves_figure`; ``attnkit plot RUN_DIR`` draws the same);
 - the attention the model learned, by what the model is:
@@ -128,6 +129,21 @@ def _examples(task: Any, model: Any, n: int) -> list[str]:
     return [*lines, ""]
 
 
+def _sample(task: Any, model: Any, n: int) -> list[str]:
+    """A language model's continuation of the first 32 test characters: ``n`` sampled characters (T = 0.8, seed 0)."""
+    if n <= 0 or not hasattr(model, "new_cache") or not hasattr(task, "data") or not hasattr(task, "vocab"):
+        return []
+    device = next(model.parameters()).device
+    prompt = _window(task, min(32, model.block_size)).to(device)  # (1, 32)
+    gen = torch.Generator(device=device).manual_seed(0)
+    with torch.no_grad():
+        out = model.generate(prompt, max_new_tokens=n, temperature=0.8, generator=gen,
+                             suppress_ids=getattr(task, "special_ids", None))
+    return ["## Sample", "", f"The first {prompt.shape[1]} test characters, then {n} sampled ones "
+            "(temperature 0.8, seed 0; `attnkit generate` for more):", "", "```",
+            task.vocab.decode(out[0].tolist()), "```", ""]
+
+
 def _describe(task: Any, model: Any, result: dict[str, Any]) -> list[str]:
     splits = getattr(task, "splits", None)
     if isinstance(splits, dict):
@@ -156,7 +172,8 @@ def write_report(run_dir: str | Path, task: Any, model: torch.nn.Module, result:
     ``result`` is what :func:`attnkit.train.train` returned (the test metrics of the best
     weights, which ``model`` holds); ``sections`` are markdown blocks placed after the metrics;
     ``sources`` the inputs whose alignments are drawn (default: the first 4 test inputs);
-    ``examples`` how many test predictions are listed; ``window`` how many test characters the
+    ``examples`` how many test predictions are listed (a language model samples
+    ``4 * examples + 32`` characters instead); ``window`` how many test characters the
     self-attention heads of a language model are drawn over. ``missing`` is the one-line reason
     the pictures were not drawn (matplotlib not installed), else None.
     """
@@ -186,6 +203,7 @@ def write_report(run_dir: str | Path, task: Any, model: torch.nn.Module, result:
             grid = alignment_grid(align, rows, task.src_vocab.tokens(task.normalize(sources[0])))
             lines += [f"Alignment of {sources[0]!r}:", "", "```", grid, "```", ""]
         lines += _examples(task, model, examples)
+        lines += _sample(task, model, 4 * examples + 32)
         lines += ["## Pictures", ""]
         if missing:
             lines += [f"Not drawn: {missing}", ""]
