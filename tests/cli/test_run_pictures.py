@@ -215,3 +215,16 @@ def test_without_matplotlib_the_report_is_written_and_names_the_extra(tmp_path, 
     assert not list(out.glob("*.png"))
     assert main(["plot", str(out)]) == 2
     assert "pip install 'attnkit[viz]'" in capsys.readouterr().err
+
+
+def test_a_new_pointer_replaces_the_old_one_and_a_real_directory_is_kept(tmp_path):
+    runs = tmp_path / "runs"
+    for name in ("demo-a", "demo-b"):
+        (runs / name).mkdir(parents=True)
+    assert demo_mod.point_latest(runs / "demo-a").resolve() == (runs / "demo-a").resolve()
+    assert demo_mod.point_latest(runs / "demo-b").resolve() == (runs / "demo-b").resolve()
+    assert sorted(p.name for p in runs.iterdir()) == ["demo-a", "demo-b", "demo-latest"]  # no temporary left
+    (runs / "demo-latest").unlink()
+    (runs / "demo-latest").mkdir()
+    with pytest.raises(demo_mod.CliError, match="is a directory"):
+        demo_mod.point_latest(runs / "demo-a")

@@ -16,7 +16,9 @@ latest demo run (a symlink; a small file naming the run where links fail).
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -115,17 +117,19 @@ def point_latest(out: Path, *, name: str = LATEST) -> Path:
     """Make ``out.parent / name`` point at the run directory ``out``: a relative symlink, or where links
     cannot be made (some Windows and network file systems) a small file holding the run's name.
 
-    ``attnkit predict runs/demo-latest ...`` reads either (:func:`attnkit.train.resolve_run_dir`).
+    The new pointer replaces the old one in one rename, so two demos finishing at once leave one of
+    them, never a broken pointer. ``attnkit predict runs/demo-latest ...`` reads either kind
+    (:func:`attnkit.train.resolve_run_dir`). A real directory of that name is left alone (CliError).
     """
     link = out.parent / name
-    if link.is_symlink() or link.is_file():
-        link.unlink()
-    elif link.exists():
+    if link.is_dir() and not link.is_symlink():
         raise CliError(f"{link} is a directory, not the demo's pointer to its latest run; move it away")
+    tmp = out.parent / f".{name}.{os.getpid()}"
     try:
-        link.symlink_to(out.name, target_is_directory=True)
+        tmp.symlink_to(out.name, target_is_directory=True)
     except (OSError, NotImplementedError):
-        link.write_text(out.name + "\n", encoding="utf-8")
+        tmp.write_text(out.name + "\n", encoding="utf-8")
+    os.replace(tmp, link)
     return link
 
 
@@ -177,7 +181,12 @@ def run(args: argparse.Namespace) -> int:
     title = "attnkit demo: English -> German number words with Bahdanau attention"
     written = write_report(out, task, model, result, title=title, sections=[probe_section(probe)],
                            sources=[src, *_examples(task, 4)])
-    latest = point_latest(out) if args.out is None else None
+    latest = None
+    if args.out is None:
+        try:
+            latest = point_latest(out)
+        except (CliError, OSError) as e:  # the run is complete; only its pointer is missing
+            print(f"note: runs/{LATEST} not updated: {e}", file=sys.stderr)
     result["probe"] = {"input": src, "output": out_text, "alignment": words}
     if args.json:
         print(json_line(result))

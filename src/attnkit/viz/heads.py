@@ -76,7 +76,8 @@ def heads_figure(weights: Tensor | Sequence[Tensor], tokens: Sequence[str], *,
                                        title=f"layer {nums[i]} · head {h}")
     style.add_colorbar(fig, image, axes.ravel().tolist())
     fig.suptitle(f"{title}: rows attend to columns, every head of "
-                 + (f"layer {nums[0]}" if n_layers == 1 else f"layers {nums[0]}-{nums[-1]}"),
+                 + (f"layer {nums[0]}" if n_layers == 1 else f"layers {nums[0]}-{nums[-1]}"
+                    if nums == list(range(nums[0], nums[-1] + 1)) else "layers " + ", ".join(map(str, nums))),
                  fontsize=style.FONT_SIZE + 3)
     return fig
 
