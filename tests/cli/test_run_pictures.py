@@ -135,6 +135,8 @@ def test_gpt_report_draws_every_head_of_every_layer(tmp_path, saved):
 
 def test_generate_plot_is_a_layers_by_heads_grid(tmp_path, capsys, saved):
     out = _lm_run(tmp_path, "shakespeare", "gpt")
+    assert main(["predict", str(out), "HAMLET"]) == 2
+    assert "use `attnkit generate" in capsys.readouterr().err
     png = tmp_path / "g.png"
     assert main(["generate", str(out), "--prompt", "HAMLET:", "--max-new-tokens", "5", "--plot", str(png),
                  "--json"]) == 0

@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if not hasattr(model, "new_cache"):
         raise CliError(
             f"{args.run_dir} holds a {name} model, an encoder-only (bidirectional) model that cannot generate; "
+            f"`attnkit predict {args.run_dir} TEXT` fills its masks (or classifies) and plots its heads, or "
             f"train a decoder with `attnkit train shakespeare --model gpt` and generate from that run"
         )
     ids = task.encode_prompt(args.prompt)

@@ -57,8 +57,11 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         check_path(args.plot, name="plot")
     task, model, _ = load_run(args.run_dir, which=args.checkpoint, device=resolve_device(args.device))
-    if not hasattr(task, "predict") and hasattr(model, "attention_maps") and hasattr(task, "encode_prompt"):
-        return _encoder(args, task, model)
+    if not hasattr(task, "predict") and hasattr(task, "encode_prompt"):
+        if hasattr(model, "new_cache"):  # a language model (GPT): it continues text
+            raise CliError(f"{args.run_dir} holds a {model_name(model)} language model, which continues text; use "
+                           f"`attnkit generate {args.run_dir} --prompt TEXT` (--plot draws its heads)")
+        return _encoder(args, task, model)  # an encoder (BERT): fill masks or classify
     if not hasattr(task, "predict"):
         raise CliError(
             f"task {task.name!r} is not a sequence-to-sequence task; predict needs one (numbers, dates, g2p, ...)"
