@@ -230,3 +230,19 @@ def test_a_new_pointer_replaces_the_old_one_and_a_real_directory_is_kept(tmp_pat
     (runs / "demo-latest").mkdir()
     with pytest.raises(demo_mod.CliError, match="is a directory"):
         demo_mod.point_latest(runs / "demo-a")
+
+
+def test_transformer_report_draws_alignments_and_every_cross_attention_head(tmp_path, saved):
+    from attnkit.train import write_report
+
+    task = get_task("reverse", train=200, valid=20, test=20)
+    cfg = model_config_for_task("transformer", task, dim=16, num_heads=2, encoder_layers=1, decoder_layers=2)
+    model = build_model(cfg)
+    out = tmp_path / "tf"
+    result = train(task, model, steps=2, eval_every=2, out_dir=out, progress=False, eval_examples=5)
+    written = write_report(out, task, model, result, examples=3)
+    assert [Path(p).name for p in written["pictures"]] == ["curves.png", "alignments.png", "heads.png"]
+    assert _grid(saved["heads.png"]) == {(2, 2)}  # rows: the first 2 test inputs, columns: heads
+    assert "decoder layer 1" in saved["heads.png"].get_suptitle()
+    assert len([ax for ax in saved["alignments.png"].axes if ax.images]) == 4  # the first 4 test inputs
+    assert (out / "report.md").read_text().count("| no (") + (out / "report.md").read_text().count("| yes |") == 3
