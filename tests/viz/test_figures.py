@@ -113,3 +113,34 @@ def test_bad_inputs_name_the_argument(tmp_path):
         heads_figure(torch.zeros(2, 1, 2, 2), list("ab"), layers=[1])
     with pytest.raises(ValueError, match="items is empty"):
         alignment_figure([])
+
+
+@pytest.mark.parametrize("name", ["attnkit.viz.style", "attnkit.viz.curves", "attnkit.train.report"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    res = doctest.testmod(importlib.import_module(name))
+    assert res.attempted > 0 and res.failed == 0
+
+
+def test_moving_average_and_the_curves_by_hand():
+    from attnkit.viz import curves_figure, moving_average
+
+    assert moving_average([2.0, 4.0, 6.0], 3) == [2.0, 3.0, 4.0]
+    events = [{"event": "train", "step": 1, "loss": 3.0}, {"event": "train", "step": 2, "loss": 2.0},
+              {"event": "valid", "step": 2, "exact_match": 0.5, "token_error_rate": 0.25, "chrf": 40.0},
+              {"event": "train", "step": 2, "loss": 1.5},  # step 2 again after a resume: the last one counts
+              {"event": "done", "steps": 2}]
+    fig = curves_figure(events, smooth=2)
+    try:
+        left, right = fig.axes[:2]
+        assert list(left.lines[0].get_xdata()) == [1, 2] and list(left.lines[0].get_ydata()) == [3.0, 1.5]
+        assert list(left.lines[1].get_ydata()) == [3.0, 2.25]
+        labels = {ln.get_label() for ax in fig.axes for ln in ax.lines}
+        assert {"exact_match", "token_error_rate", "chrf"} <= labels  # chrF on its own (twin) axis
+        assert any("chrf" in {ln.get_label() for ln in ax.lines} for ax in fig.axes[2:])
+    finally:
+        style.pyplot().close(fig)
+    with pytest.raises(ValueError, match="no training loss and no validation"):
+        curves_figure([{"event": "done"}])
