@@ -144,3 +144,24 @@ def test_moving_average_and_the_curves_by_hand():
         style.pyplot().close(fig)
     with pytest.raises(ValueError, match="no training loss and no validation"):
         curves_figure([{"event": "done"}])
+
+
+def test_the_saved_alignment_picture_itself_has_the_style(tmp_path, monkeypatch):
+    """Through the old entry point (plot_alignments), catching the Figure matplotlib saves: before, a 'Greys' map,
+    x labels rotated 90 degrees, no colour bar and no figure title."""
+    from matplotlib.figure import Figure
+
+    caught = []
+    real = Figure.savefig
+
+    def spy(self, *a, **kw):
+        caught.append(self)
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    w = torch.tensor([[0.7, 0.3], [0.1, 0.9]])
+    plot_alignments([(w, ["x", "</s>"], ["a", "b"])], tmp_path / "a.png", titles=["ab -> x"])
+    (fig,) = caught
+    (ax,) = _heatmaps(fig)
+    assert ax.images[0].get_cmap().name == "viridis" and len(_colorbars(fig)) == 1
+    assert [t.get_rotation() for t in ax.get_xticklabels()] == [0, 0] and fig.get_suptitle()
