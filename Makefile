@@ -9,10 +9,13 @@ STAMP  := $(VENV)/.attnkit-installed
 TORCH  ?= torch==2.13.0
 TRITON ?= triton==3.7.1
 RUFF   ?= ruff==0.17.5
-PINNED ?= matplotlib==3.11.2 numpy==2.4.6 safetensors==0.8.0 sacrebleu==2.6.0
+PINNED ?= matplotlib==3.11.2 numpy==2.4.6 safetensors==0.8.0 sacrebleu==2.6.0 tqdm==4.70.1
 PYTEST_ARGS ?=
+# the API site (`make docs`): MkDocs + mkdocstrings, installed only for that target
+DOCS   ?= mkdocs==1.6.1 mkdocstrings==1.0.8 mkdocstrings-python==2.0.11
+DOCSTAMP := $(VENV)/.attnkit-docs-installed
 
-.PHONY: all install demo lint test test-slow test-package bench clean
+.PHONY: all install demo lint test test-slow test-package bench docs clean
 
 all: test
 
@@ -44,8 +47,17 @@ test-slow: $(STAMP)
 test-package: $(STAMP)
 	ATTNKIT_TORCH='$(TORCH)' $(BIN)/python -m pytest -p no:xdist -m package tests/test_package.py $(PYTEST_ARGS)
 
+# The API site from the docstrings into site/; --strict: any warning (a broken link, a docstring
+# griffe cannot read) fails the build.
+$(DOCSTAMP): $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[docs]' $(DOCS)
+	touch $@
+
+docs: $(DOCSTAMP)
+	$(BIN)/mkdocs build --strict
+
 bench: $(STAMP)
 	$(BIN)/attnkit bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis site

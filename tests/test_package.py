@@ -28,7 +28,7 @@ pytestmark = pytest.mark.package
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH = os.environ.get("ATTNKIT_TORCH", "torch==2.13.0")
-EXTRAS = {"data", "viz", "shakespeare", "triton", "all", "test"}
+EXTRAS = {"data", "viz", "shakespeare", "triton", "all", "test", "docs"}
 #: a small reverse task and model: seconds per command
 TINY = ["--task-option", "train=64", "--task-option", "valid=8", "--task-option", "test=8", "--task-option",
         "max_len=4", "--hidden-dim", "16", "--embed-dim", "8", "--batch-size", "16"]
@@ -122,7 +122,7 @@ def test_wheel_carries_license_long_description_typing_and_extras(dist: tuple[Pa
     assert "Description-Content-Type: text/markdown" in head
     base = {re.split(r"[<>=!~ ;\[]", r, maxsplit=1)[0]
             for r in re.findall(r"^Requires-Dist: (.+)$", head, re.M) if "extra ==" not in r}
-    assert base == {"torch", "numpy", "safetensors"}
+    assert base == {"torch", "numpy", "safetensors", "tqdm"}
     assert set(re.findall(r"^Provides-Extra: (\S+)$", head, re.M)) == EXTRAS
     assert body.strip() == (ROOT / "docs" / "PYPI.md").read_text().strip()
     assert "pip install attnkit" in body and "make " not in body  # written for the package index, not the repo
@@ -156,7 +156,7 @@ def test_import_and_version(venv: Venv) -> None:
 
 
 @pytest.mark.parametrize("argv", [
-    ["--help"], ["list"], ["info"], ["explain"], ["explain", "--compare"],
+    ["--help"], ["list"], ["tasks"], ["info"], ["explain"], ["explain", "--compare"],
     ["bench", "--quick", "--suite", "dot", "--no-memory"],
 ])
 def test_commands_without_a_run_work(venv: Venv, argv: list[str]) -> None:

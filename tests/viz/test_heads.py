@@ -14,7 +14,7 @@ pytest.importorskip("matplotlib")
 
 def test_plot_heads_writes_one_panel_per_head(tmp_path):
     w = torch.softmax(torch.randn(3, 5, 5, generator=torch.Generator().manual_seed(0)), dim=-1)  # (H, L, L)
-    path = plot_heads(w, list("hello"), tmp_path / "heads.png", layer=1, title="gpt · ")
+    path = plot_heads(w, list("hello"), tmp_path / "heads.png", layers=1, title="gpt")
     assert path == str(tmp_path / "heads.png")
     assert (tmp_path / "heads.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -36,6 +36,8 @@ COMMANDS: dict[str, str] = {
     "predict": "attnkit.cli.predict",
     "demo": "attnkit.cli.demo",
     "compare": "attnkit.cli.compare",
+    "plot": "attnkit.cli.plot",
+    "tasks": "attnkit.cli.tasks",
 }
 
 

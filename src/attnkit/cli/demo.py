@@ -3,24 +3,32 @@
 Trains the default task (English number words -> German, held-out numbers
 never seen in training) with a Bahdanau decoder and additive attention in a
 fixed budget on the CPU, then prints the test exact match and writes a run
-directory with the checkpoint, ``alignments.png`` (several test numbers: the
-German "units-und-tens" reordering is the crossing in each heatmap) and a
-short ``report.md``.
+directory with the checkpoint, ``report.md`` and its pictures (the same report
+``attnkit train`` writes): ``alignments.png`` (several test numbers: the German
+"units-und-tens" reordering is the crossing in each heatmap) and ``curves.png``
+(training loss and validation by step). ``runs/demo-latest`` points at the
+latest demo run (a symlink; a small file naming the run where links fail).
 
     attnkit demo                      # 300 steps, capped at 3.25 minutes of training
-    attnkit predict runs/demo-... "forty-three"
+    attnkit predict runs/demo-latest "forty-three"
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 from ._common import CliError, json_line, print_metrics, run_dir_error
 
-__all__ = ["add_parser", "run", "DEMO", "number_word_spans", "probe_alignment"]
+__all__ = ["add_parser", "run", "DEMO", "LATEST", "number_word_spans", "probe_alignment", "probe_section",
+           "point_latest"]
+
+#: the name under runs/ that points at the demo's latest run directory
+LATEST = "demo-latest"
 
 #: the demo's task, model and budget (tuned so test exact match >= 95% in a few CPU minutes)
 DEMO: dict[str, Any] = {
@@ -72,7 +80,7 @@ def probe_alignment(align: Any, src: str, out: str) -> dict[str, str]:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the main job: train English -> German number words and plot the alignments",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", help="run directory (default runs/demo-TIMESTAMP)")
+    p.add_argument("--out", help="run directory (default runs/demo-TIMESTAMP, then runs/demo-latest points at it)")
     p.add_argument("--minutes", type=float, help=f"training budget (default {DEMO['minutes']})")
     p.add_argument("--steps", type=int, help="step budget (default: the task's tuned steps)")
     p.add_argument("--seed", type=int, default=0)
@@ -95,37 +103,34 @@ def _examples(task: Any, n: int) -> list[str]:
     return (crossing[: n - 1] + longer[:1] + tests)[:n]
 
 
-def write_report(path: Path, result: dict[str, Any], probe: dict[str, Any], samples: list[dict[str, Any]],
-                 task: Any) -> None:
-    lines = [
-        "# attnkit demo: English -> German number words with Bahdanau attention",
-        "",
-        f"Task `{task.name}` {task.options}: {len(task.splits['train'])} training numbers; "
-        f"{len(task.splits['test'])} held-out test numbers never seen in training.",
-        f"Model: bidirectional GRU encoder, `{result.get('decoder')}` decoder, `{result.get('attention')}` attention, "
-        f"{result.get('parameters', 0):,} parameters; {result.get('steps')} steps in {result.get('seconds', 0):.0f} s.",
-        "",
-        "| metric | test |",
-        "|---|---|",
-    ]
-    shown = (("exact_match", "exact match"), ("char_error_rate", "character error rate"),
-             ("word_error_rate", "word error rate"), ("chrf", "chrF"))
-    for k, label in shown:
-        if isinstance(result.get(k), (int, float)):
-            v = result[k]
-            lines.append(f"| {label} | {v:.1f} |" if k == "chrf" else f"| {label} | {v:.2%} |")
-    lines += ["", f"## Probe: {probe['input']!r} -> {probe['output']!r}", ""]
+def probe_section(probe: dict[str, Any]) -> str:
+    """The report's markdown block for the probe: its word-level alignment and its terminal grid."""
+    lines = [f"## Probe: {probe['input']!r} -> {probe['output']!r}", ""]
     if probe["words"]:
-        lines.append("Word-level argmax of the alignment (summed over each word's characters):")
-        lines.append("")
-        for de, en in probe["words"].items():
-            lines.append(f"- `{de}` attends to `{en}`")
-    lines += ["", "```", probe["grid"], "```", "", "## Test examples", "",
-              "| input | output | correct |", "|---|---|---|"]
-    for s in samples:
-        lines.append(f"| {s['src']} | {s['output']} | {'yes' if s['correct'] else 'no (' + s['refs'][0] + ')'} |")
-    lines += ["", "![alignments](alignments.png)", ""]
-    path.write_text("\n".join(lines))
+        lines += ["Word-level argmax of the alignment (summed over each word's characters):", ""]
+        lines += [f"- `{de}` attends to `{en}`" for de, en in probe["words"].items()]
+    lines += ["", "```", probe["grid"], "```"]
+    return "\n".join(lines)
+
+
+def point_latest(out: Path, *, name: str = LATEST) -> Path:
+    """Make ``out.parent / name`` point at the run directory ``out``: a relative symlink, or where links
+    cannot be made (some Windows and network file systems) a small file holding the run's name.
+
+    The new pointer replaces the old one in one rename, so two demos finishing at once leave one of
+    them, never a broken pointer. ``attnkit predict runs/demo-latest ...`` reads either kind
+    (:func:`attnkit.train.resolve_run_dir`). A real directory of that name is left alone (CliError).
+    """
+    link = out.parent / name
+    if link.is_dir() and not link.is_symlink():
+        raise CliError(f"{link} is a directory, not the demo's pointer to its latest run; move it away")
+    tmp = out.parent / f".{name}.{os.getpid()}"
+    try:
+        tmp.symlink_to(out.name, target_is_directory=True)
+    except (OSError, NotImplementedError):
+        tmp.write_text(out.name + "\n", encoding="utf-8")
+    os.replace(tmp, link)
+    return link
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
     from ..presets import model_options, train_options
     from ..train import default_run_dir, train
     from ..train.lock import RunDirectoryError
-    from ..viz import alignment_grid, plot_alignments
+    from ..train.report import write_report
+    from ..viz import alignment_grid
 
     if args.threads < 1:
         raise CliError(f"--threads must be >= 1, got {args.threads}")
@@ -166,18 +172,21 @@ def run(args: argparse.Namespace) -> int:
         raise run_dir_error(e) from None
     model.eval()
     src = number_words(DEMO["probe"], lang=task.options["src_lang"])
-    (toks, align), *rest = task.predict(model, [src, *_examples(task, 4)])
+    [(toks, align)] = task.predict(model, [src])
     out_text = "".join(toks)
     rows = (list(toks) + ["</s>"])[: align.shape[0]]
     grid = alignment_grid(align, rows, list(src))
     words = probe_alignment(align, src, out_text)
     probe = {"input": src, "output": out_text, "words": words, "grid": grid}
-    srcs = [src, *_examples(task, 4)]
-    items = [(a, (list(t) + ["</s>"])[: a.shape[0]], list(s)) for s, (t, a) in zip(srcs, [(toks, align), *rest])]
-    titles = [f"{s} → {''.join(t)}" for s, (t, _) in zip(srcs, [(toks, align), *rest])]
-    plot_alignments(items, out / "alignments.png", cols_per_row=3, titles=titles)
-    ev = task.evaluate(model, "test", return_predictions=True)
-    write_report(out / "report.md", result, probe, ev["predictions"][:12], task)
+    title = "attnkit demo: English -> German number words with Bahdanau attention"
+    written = write_report(out, task, model, result, title=title, sections=[probe_section(probe)],
+                           sources=[src, *_examples(task, 4)])
+    latest = None
+    if args.out is None:
+        try:
+            latest = point_latest(out)
+        except (CliError, OSError) as e:  # the run is complete; only its pointer is missing
+            print(f"note: runs/{LATEST} not updated: {e}", file=sys.stderr)
     result["probe"] = {"input": src, "output": out_text, "alignment": words}
     if args.json:
         print(json_line(result))
@@ -189,6 +198,9 @@ def run(args: argparse.Namespace) -> int:
         print("  " + ", ".join(f"{de} <- {en}" for de, en in words.items()))
     print()
     print_metrics(result, title="held-out test numbers (never seen in training):")
-    print(f"wrote {out}/best.json (checkpoint), {out}/alignments.png, {out}/report.md")
-    print(f"try: attnkit predict {out} \"seven hundred and twenty-one\"")
+    pictures = ", ".join(Path(p).name for p in written["pictures"])
+    print(f"wrote {out}/: best.json (checkpoint), report.md, {pictures}")
+    if latest is not None:
+        print(f"{latest} -> {out.name}")
+    print(f"try: attnkit predict {latest or out} \"seven hundred and twenty-one\"")
     return 0

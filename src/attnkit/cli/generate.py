@@ -2,15 +2,15 @@
 
     attnkit train shakespeare --model gpt --steps 2000 --out runs/gpt
     attnkit generate runs/gpt --prompt "ROMEO:" --max-new-tokens 300
-    attnkit generate runs/gpt --prompt "ROMEO:" --temperature 0 --plot heads.png --layer 3
+    attnkit generate runs/gpt --prompt "ROMEO:" --temperature 0 --plot heads.png
 
 Decoding: ``--temperature 0`` is greedy; otherwise softmax(logits / T) sampled
 after the ``--top-k`` most likely characters and the ``--top-p`` nucleus are
 kept. The KV cache is on unless ``--no-cache`` (same tokens, slower). ``--seed``
 makes sampling repeatable. ``--plot FILE`` draws the attention of every head of
-``--layer`` (default: the last) over the last ``--plot-chars`` characters as a
-grid of heatmaps (row: the character whose next character is predicted; column:
-the character it looks at).
+every layer (or only ``--layer``) over the last ``--plot-chars`` characters as a
+grid of heatmaps, one row per layer and one column per head (in each: row, the
+character whose next character is predicted; column, the character it looks at).
 
 Characters outside the model's vocabulary, a prompt longer than the model's
 block size, and an encoder-only run (BERT) are errors that say what to do.
@@ -41,9 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-samples", type=int, default=1, help="independent continuations (default 1)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context every step (no KV cache)")
-    p.add_argument("--plot", help="save the attention of every head of --layer to this .png/.svg/.pdf")
-    p.add_argument("--layer", type=int, default=-1,
-                   help="layer to plot, 0-based; negative counts from the end (default -1)")
+    p.add_argument("--plot", help="save the attention of every head (every layer, or --layer) to this .png/.svg/.pdf")
+    p.add_argument("--layer", type=int, default=None,
+                   help="plot only this layer, 0-based; negative counts from the end (default: every layer)")
     p.add_argument("--plot-chars", type=int, default=40, help="plot the last N characters (default 40)")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--device", default="cpu")
@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if not hasattr(model, "new_cache"):
         raise CliError(
             f"{args.run_dir} holds a {name} model, an encoder-only (bidirectional) model that cannot generate; "
+            f"`attnkit predict {args.run_dir} TEXT` fills its masks (or classifies) and plots its heads, or "
             f"train a decoder with `attnkit train shakespeare --model gpt` and generate from that run"
         )
     ids = task.encode_prompt(args.prompt)
@@ -101,13 +102,14 @@ def run(args: argparse.Namespace) -> int:
     plot_path = None
     if args.plot:
         L = model_config(model)["num_layers"]
-        layer = args.layer if args.layer >= 0 else L + args.layer
-        if not 0 <= layer < L:
+        layers = list(range(L)) if args.layer is None else [args.layer if args.layer >= 0 else L + args.layer]
+        if not 0 <= layers[0] < L:
             raise CliError(f"--layer {args.layer}: the model has {L} layers (0..{L - 1}, or -1 for the last)")
         window = out[:1, -min(args.plot_chars, block, out.shape[1]) :]  # (1, N)
-        maps = model.attention_maps(window)[layer][0].cpu()  # (H, N, N)
+        maps = model.attention_maps(window)
         tokens = [task.vocab.itos[i] for i in window[0].tolist()]
-        plot_path = plot_heads(maps, tokens, args.plot, layer=layer, title=f"{name} · ")
+        plot_path = plot_heads([maps[i][0].cpu() for i in layers], tokens, args.plot, layers=layers,
+                               title=f"{name} self-attention")  # (layers, H, N, N): a layers x heads grid
     if args.json:
         print(json.dumps({"prompt": args.prompt, "samples": texts, "new_tokens": args.max_new_tokens,
                           "seconds": round(seconds, 3), "tokens_per_s": round(rate, 1), "cached": not args.no_cache,
@@ -120,5 +122,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"[{args.max_new_tokens * args.num_samples} characters in {seconds:.2f} s, {rate:,.0f} chars/s, "
           f"{'KV cache' if not args.no_cache else 'no cache'}]", file=sys.stderr)
     if plot_path:
-        print(f"attention of every head of layer {layer} saved to {plot_path}", file=sys.stderr)
+        print(f"attention of every head of {'every layer' if args.layer is None else f'layer {layers[0]}'} "
+              f"saved to {plot_path}", file=sys.stderr)
     return 0

@@ -89,12 +89,25 @@ def mechanism_rows(kind: str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
+def text_table(headers: list[str], rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell, a dashed rule under the headers (also ``attnkit tasks``)."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()
     sep = "  ".join("-" * w for w in widths)
     body = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join([line, sep, *body])
+
+
+def mechanism_markdown(kind: str | None = None) -> str:
+    """The mechanisms as a Markdown table (name, aliases, kind, paper, formula): the docs site's Mechanisms page."""
+    from ..nn.registry import MECHANISMS, list_mechanisms
+
+    lines = ["| name | aliases | kind | paper | formula |", "|---|---|---|---|---|"]
+    for name in list_mechanisms(kind=kind):
+        info = MECHANISMS[name]
+        cells = [f"`{name}`", ", ".join(f"`{a}`" for a in info.aliases), info.kind, info.paper, f"`{info.formula}`"]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
 
 
 def attention_lines() -> list[str]:
@@ -120,10 +133,10 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         be = ", ".join(r["backends"]) if r["attention_calls"] else "- (no attention() call)"
         table.append([r["name"], *([", ".join(r["aliases"])] if args.aliases else []), r["paper"], r["formula"], be])
-    print(_table(headers, table))
+    print(text_table(headers, table))
     print(f"\n{len(rows)} mechanism{'s' if len(rows) != 1 else ''}. "
           "Backends: those that can run the mechanism's own call on CPU in float32; "
-          "attnkit.create(name, dim, ...) builds one.")
+          "attnkit.create(name, dim, ...) builds one. attnkit tasks lists the tasks to train on.")
     print()
     print("\n".join(attention_lines()))
     if args.reasons:

@@ -7,16 +7,24 @@ Prints the output and its alignment as a shaded grid (rows: output tokens,
 columns: input tokens, darker = more attention). ``--plot`` saves a heatmap
 with the tokens on both axes. Characters the model never saw are an error
 that names them.
+
+BERT runs (``attnkit train shakespeare-mlm --model bert``, ``shakespeare-genre``):
+the masked-LM model fills every ``--mask-char`` (default ``_``) of TEXT, the
+classifier names the kind of play; ``--plot`` draws every self-attention head of
+every layer (or only ``--layer``) over TEXT's characters, rows = layers.
+
+    attnkit predict runs/bert "To be, or not to b_, that is the qu_stion" --plot heads.png
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from ._common import CliError
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "encoder_predictions"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--length-penalty", type=float, default=1.0, help="beam scores are log p / length**this")
     p.add_argument("--plot", help="save the alignment heatmap(s) to this .png/.svg/.pdf")
     p.add_argument("--layer", type=int, default=None,
-                   help="Transformer runs: plot every head of this decoder layer's cross-attention (-1 = last)")
+                   help="Transformer runs: plot every head of this decoder layer's cross-attention (-1 = last); "
+                   "BERT runs: plot only this layer's heads (default: every layer)")
+    p.add_argument("--mask-char", default="_",
+                   help="BERT masked-LM runs: the character in TEXT that marks a position to fill (default _)")
     p.add_argument("--no-grid", action="store_true", help="do not print the terminal grid")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--device", default="cpu")
@@ -39,10 +50,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..train import load_run, model_name, resolve_device
     from ..viz import alignment_grid, plot_alignments, plot_heads_grid
+    from ..viz.style import check_path
 
     if args.beam < 1:
         raise CliError(f"--beam must be >= 1, got {args.beam}")
+    if args.plot:
+        check_path(args.plot, name="plot")
     task, model, _ = load_run(args.run_dir, which=args.checkpoint, device=resolve_device(args.device))
+    if not hasattr(task, "predict") and hasattr(task, "encode_prompt"):
+        if hasattr(model, "new_cache"):  # a language model (GPT): it continues text
+            raise CliError(f"{args.run_dir} holds a {model_name(model)} language model, which continues text; use "
+                           f"`attnkit generate {args.run_dir} --prompt TEXT` (--plot draws its heads)")
+        return _encoder(args, task, model)  # an encoder (BERT): fill masks or classify
     if not hasattr(task, "predict"):
         raise CliError(
             f"task {task.name!r} is not a sequence-to-sequence task; predict needs one (numbers, dates, g2p, ...)"
@@ -87,4 +106,74 @@ def run(args: argparse.Namespace) -> int:
         path = plot_alignments(items, args.plot, titles=titles)
         if not args.json:
             print(f"alignment heatmap saved to {path}")
+    return 0
+
+
+def encoder_predictions(task: Any, model: Any, text: str, *, mask_char: str = "_") -> dict[str, Any]:
+    """What an encoder-only run (BERT) makes of ``text``: ``ids`` (1, L), ``tokens`` and, for a masked-LM,
+    ``output`` (``text`` with every ``mask_char`` filled by the most likely character), or for a
+    classifier ``label`` and ``probabilities`` (class -> p)."""
+    import torch
+
+    from ..data.shakespeare import GENRES, MASK_TOKEN
+
+    block = model.block_size
+    mlm = getattr(model, "num_classes", None) is None
+    if len(text) > block:
+        raise CliError(f"{text[:20]!r}... has {len(text)} characters but the model reads {block} at most; shorten it")
+    pieces = list(text)
+    if mlm:
+        if MASK_TOKEN not in task.vocab.stoi:
+            raise CliError(f"this run's vocabulary has no {MASK_TOKEN} token to fill")
+        pieces = [MASK_TOKEN if c == mask_char else c for c in pieces]
+    bad = [c for c in dict.fromkeys(pieces) if c not in task.vocab.stoi]
+    if bad:
+        raise CliError(f"{text!r} has characters the model never saw: {', '.join(map(repr, bad))}")
+    device = next(model.parameters()).device
+    ids = torch.tensor([[task.vocab.stoi[c] for c in pieces]], device=device)  # (1, L)
+    with torch.no_grad():
+        logits = model(ids).logits
+    out: dict[str, Any] = {"ids": ids, "tokens": pieces}
+    if mlm:
+        best = logits[0].argmax(-1).tolist()  # (L,)
+        out["output"] = "".join(task.vocab.itos[best[i]] if p == MASK_TOKEN else p for i, p in enumerate(pieces))
+    else:
+        probs = torch.softmax(logits[0].float(), -1).tolist()  # (C,)
+        names = GENRES if len(probs) == len(GENRES) else [str(i) for i in range(len(probs))]
+        out["probabilities"] = dict(zip(names, probs))
+        out["label"] = max(out["probabilities"], key=out["probabilities"].get)
+    return out
+
+
+def _encoder(args: argparse.Namespace, task: Any, model: Any) -> int:
+    """``predict`` on a BERT run: fill the masks or classify each TEXT; ``--plot`` its heads over the last one."""
+    from ..train import model_config
+    from ..viz import plot_heads
+
+    if len(args.mask_char) != 1:
+        raise CliError(f"--mask-char must be one character, got {args.mask_char!r}")
+    results = [encoder_predictions(task, model, t, mask_char=args.mask_char) for t in args.text]
+    plot = None
+    if args.plot:
+        L = model_config(model)["num_layers"]
+        layers = list(range(L)) if args.layer is None else [args.layer if args.layer >= 0 else L + args.layer]
+        if not 0 <= layers[0] < L:
+            raise CliError(f"--layer {args.layer}: the model has {L} layers (0..{L - 1}, or -1 for the last)")
+        last = results[-1]
+        maps = model.attention_maps(last["ids"])  # per layer (1, H, L, L)
+        plot = plot_heads([maps[i][0].cpu() for i in layers], last["tokens"], args.plot, layers=layers,
+                          title="bert self-attention")
+    for text, r in zip(args.text, results):
+        shown = r.get("output", r.get("label"))
+        if args.json:
+            row = {"input": text, **{k: v for k, v in r.items() if k not in ("ids", "tokens")}, "plot": plot}
+            print(json.dumps(row, ensure_ascii=False))
+            continue
+        print(f"{text} -> {shown}")
+        if "probabilities" in r:
+            ranked = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])
+            print("  " + ", ".join(f"{k} {v:.1%}" for k, v in ranked))
+    if plot and not args.json:
+        print(f"attention of every head of {'every layer' if args.layer is None else f'layer {args.layer}'} "
+              f"over {args.text[-1]!r} saved to {plot}")
     return 0

@@ -7,7 +7,9 @@
 A progress bar (loss, accuracy, tokens/s, ETA) is drawn on a terminal;
 ``--json`` prints the final metrics as one JSON object on the last line.
 The run directory holds ``best.json``/``last.json`` with their safetensors,
-``history.jsonl`` and ``metrics.json``. It is locked while the run lasts; a
+``history.jsonl`` (the loss of every step, every validation), ``metrics.json``,
+and ``report.md`` with its pictures (``curves.png``; ``alignments.png`` or
+``heads.png``), the same report ``attnkit demo`` writes. It is locked while the run lasts; a
 directory that already holds a run is refused unless ``--resume`` (continue it)
 or ``--force`` (delete it and start afresh).
 
@@ -63,11 +65,13 @@ def _refuse_fixed(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import default_run_dir, model_config, model_name, resume_run, train
+    from ..train import default_run_dir, load_run, model_config, model_name, resolve_run_dir, resume_run, train
     from ..train.lock import RunDirectoryError, RunLock
+    from ..train.report import write_report
 
     if args.resume:
         set_threads(args.threads)
+        args.resume = str(resolve_run_dir(args.resume))  # runs/demo-latest, a link or a pointer file
         if args.task:
             raise CliError("--resume RUN_DIR continues that run's task; drop the TASK argument")
         _refuse_fixed(args)
@@ -96,8 +100,14 @@ def run(args: argparse.Namespace) -> int:
             )
         except RunDirectoryError as e:
             raise run_dir_error(e) from None
+    if args.resume:
+        task, model, _ = load_run(result["run_dir"], device=args.device)  # the best weights, as train() ends
+    written = write_report(result["run_dir"], task, model, result)  # the demo's report, for every run
     if args.json:
-        print(json_line(result))
+        print(json_line({**result, "report": written["report"]}))
     else:
         print_metrics(result, title=f"test metrics (best checkpoint) — run directory {result['run_dir']}")
+        pictures = "".join(f", {Path(p).name}" for p in written["pictures"])
+        print(f"wrote {written['report']}{pictures}" + (f" (no pictures: {written['missing']})"
+                                                         if written["missing"] else ""))
     return 0

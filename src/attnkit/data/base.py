@@ -171,6 +171,8 @@ class Task:
 
     name: str = ""
     options: dict[str, Any]
+    #: where the data come from, in a few words (``attnkit tasks``)
+    source: str = ""
     primary_metric: str = "exact_match"
     higher_is_better: bool = True
 

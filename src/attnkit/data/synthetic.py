@@ -23,8 +23,13 @@ TRANSFORMS: dict[str, Callable[[str], str]] = {
 }
 
 
+#: what each synthetic task's target is (``attnkit tasks``)
+SOURCES = {"copy": "the same string", "reverse": "the string reversed", "sort": "its characters sorted"}
+
+
 class SyntheticTask(Seq2SeqTask):
     unit = "char"
+    source = "generated: random strings"
 
     def max_target_len(self, src_len: int) -> int:
         return src_len + 3
@@ -64,6 +69,7 @@ def _make(
         ),
     )
     task.name = name
+    task.source = f"generated: random strings -> {SOURCES[name]}"
     task.probes = (alphabet[: min(len(alphabet), 8)][::-1], alphabet[:3] * 2)
     return task
 

@@ -40,7 +40,9 @@ class HardAttention(nn.Module):
     """Attention that picks one position.
 
     Args:
-        query_dim, key_dim, value_dim: as in :class:`LuongAttention`.
+        query_dim: features of the query, as in :class:`LuongAttention`.
+        key_dim: features of the keys, as in :class:`LuongAttention`.
+        value_dim: features of the values, as in :class:`LuongAttention`.
         mode: "sample" (REINFORCE: one position drawn from softmax(score),
             its log-probability returned as ``log_prob``), "argmax"
             (straight-through) or "gumbel" (Gumbel-softmax).

@@ -70,7 +70,8 @@ class LocalAttention(nn.Module):
         gaussian: local-p only, "multiply" (paper, default) or "bias"; see
             the module docstring.
         hidden_dim: rows of W_p (local-p); default ``query_dim``.
-        dropout, normalizer: as in :class:`LuongAttention`.
+        dropout: as in :class:`LuongAttention`.
+        normalizer: as in :class:`LuongAttention`.
 
     local-p takes S as each sequence's real length (the number of True in
     ``key_allowed``, or the key length). ``key_allowed`` (B, S) bool: True = the

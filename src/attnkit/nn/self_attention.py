@@ -37,8 +37,9 @@ class SelfAttention(MultiHeadMechanism):
         num_heads: 1 by default (the textbook picture).
         causal: each position sees itself and the past only (a decoder).
         bias: biases on the projections (off by default, as drawn).
-        key_dim, value_dim, num_kv_heads, head_dim, out_dim, dropout, score,
-        normalizer, positional: as :class:`~attnkit.nn.MultiHeadAttention`.
+
+    ``key_dim``, ``value_dim``, ``num_kv_heads``, ``head_dim``, ``out_dim``, ``dropout``, ``score``,
+    ``normalizer`` and ``positional`` are as in :class:`~attnkit.nn.MultiHeadAttention`.
 
     ``forward(x (B, N, dim), *, key_allowed=None, need_weights=False, state=None)``
     (``key_allowed`` (B, N) bool, True = the key may be attended, False = padding,

@@ -109,7 +109,8 @@ class TorchMultiheadAttention(nn.Module):
         bias: biases on the input and output projections.
         add_bias_kv: append a learned key and value (``bias_k``, ``bias_v``).
         add_zero_attn: append a zero key and value after the projections.
-        kdim, vdim: key and value input sizes (default embed_dim).
+        kdim: key input size (default embed_dim).
+        vdim: value input size (default embed_dim).
         batch_first: inputs (N, L, E) instead of (L, N, E).
 
     Example::

@@ -25,7 +25,8 @@ from .loop import (
     train,
 )
 from .progress import Progress
-from .run import default_run_dir, load_run, resume_run
+from .report import write_report
+from .run import default_run_dir, load_run, resolve_run_dir, resume_run
 
 __all__ = [
     "train",
@@ -35,6 +36,8 @@ __all__ = [
     "load_run",
     "resume_run",
     "default_run_dir",
+    "resolve_run_dir",
+    "write_report",
     "save_checkpoint",
     "load_checkpoint",
     "write_atomic",

@@ -432,6 +432,7 @@ def train_step(run: _Run, batches: Iterator[tuple[int, int, Any]]) -> dict[str, 
     state.train_seconds += now - t_step
     state.train_tokens += _count_tokens(batch, m)
     run.phase = "idle"
+    run.log_event({"event": "train", "step": state.step, "loss": value, "lr": rate})  # attnkit plot draws these
     return m
 
 
@@ -512,7 +513,8 @@ def train(
     ``eval_examples``, ``stop_at``, ``decay_steps``); those not given come from ``attnkit.presets``
     for (task, model). ``steps`` and/or ``minutes`` bound the run (whichever comes first);
     ``decay_steps`` is the horizon of the cosine (default: ``steps``).
-    ``out_dir`` enables checkpoints (``last`` and ``best``) and a ``history.jsonl``; it is locked
+    ``out_dir`` enables checkpoints (``last`` and ``best``) and a ``history.jsonl`` (one ``train``
+    event per step with its loss and learning rate, one ``valid`` event per validation); it is locked
     while the run lasts, and a directory that already holds a run is refused unless ``resume``
     or ``force`` (which deletes that run). ``resume=True`` continues from ``out_dir/last.json``
     with the options saved there (options given win; ``steps`` extends the run on its saved

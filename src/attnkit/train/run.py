@@ -26,7 +26,7 @@ from ..models import build_model
 from .checkpoint import CheckpointError, check_model_tensors, checkpoint_exists, load_checkpoint, split_prefix
 from .loop import train
 
-__all__ = ["load_run", "resume_run", "default_run_dir", "task_from_meta", "model_from_meta"]
+__all__ = ["load_run", "resume_run", "default_run_dir", "resolve_run_dir", "task_from_meta", "model_from_meta"]
 
 #: (vocabulary side, the config field that sizes its embedding)
 _VOCAB_FIELDS = (("src_vocab", "src_vocab_size"), ("tgt_vocab", "tgt_vocab_size"), ("vocab", "vocab_size"))
@@ -41,6 +41,23 @@ def default_run_dir(task: str, tag: str | None = None, *, root: str | Path = "ru
         i += 1
         path = base.with_name(f"{base.name}-{i}")
     return path
+
+
+def resolve_run_dir(path: str | Path) -> Path:
+    """The run directory ``path`` names: itself (a directory, or a symlink to one), or, for a pointer
+    file (``runs/demo-latest`` where links cannot be made), the sibling directory named on its one line.
+
+    ``ValueError`` when a pointer file names no directory beside it.
+    """
+    p = Path(path)
+    if not p.is_file() or p.stat().st_size > 4096:
+        return p
+    name = p.read_text(encoding="utf-8", errors="replace").strip()
+    target = p.parent / name
+    if not name or "/" in name or "\\" in name or name in (".", "..") or not target.is_dir():
+        raise ValueError(f"{p} is a file, not a run directory (nor a pointer naming a run directory beside it); "
+                         "give the directory that attnkit train or demo wrote")
+    return target
 
 
 def _first_line(e: BaseException) -> str:
@@ -95,7 +112,7 @@ def model_from_meta(meta: dict[str, Any], tensors: Mapping[str, torch.Tensor]) -
 def load_run(run_dir: str | Path, *, which: str = "best",
              device: str | torch.device = "cpu") -> tuple[Any, torch.nn.Module, dict[str, Any]]:
     """(task, model in eval mode, checkpoint meta) of a run directory."""
-    run_dir = Path(run_dir)
+    run_dir = resolve_run_dir(run_dir)
     if which == "best" and not checkpoint_exists(run_dir, "best") and checkpoint_exists(run_dir, "last"):
         which = "last"
     tensors, meta = load_checkpoint(run_dir, which)
@@ -108,6 +125,7 @@ def load_run(run_dir: str | Path, *, which: str = "best",
 
 def resume_run(run_dir: str | Path, **overrides: Any) -> dict[str, Any]:
     """Continue ``run_dir`` from its last checkpoint (``steps=`` extends the budget)."""
+    run_dir = resolve_run_dir(run_dir)
     tensors, meta = load_checkpoint(run_dir, "last")
     state = meta.get("train", {}).get("state", {})
     if "seed" not in state or not isinstance(meta["train"].get("optimizer"), dict):

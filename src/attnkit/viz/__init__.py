@@ -1,7 +1,15 @@
-"""attnkit.viz: alignment heatmaps for the terminal and for files, and grids of attention heads."""
+"""attnkit.viz: alignment heatmaps for the terminal and for files, grids of attention heads, training curves.
 
-from .heads import plot_heads, plot_heads_grid
-from .heatmap import SHADES, alignment_grid, argmax_alignment, plot_alignments, span_alignment
+Every picture shares the look of :mod:`attnkit.viz.style` (colour map, colour bar, titles,
+horizontal token labels, a slide-sized figure); the ``*_figure`` functions return the
+matplotlib Figure, the ``plot_*`` functions save it.
+"""
 
-__all__ = ["SHADES", "alignment_grid", "argmax_alignment", "plot_alignments", "span_alignment", "plot_heads",
-           "plot_heads_grid"]
+from . import style
+from .curves import curves_figure, moving_average, plot_curves, read_history
+from .heads import heads_figure, plot_heads, plot_heads_grid
+from .heatmap import SHADES, alignment_figure, alignment_grid, argmax_alignment, plot_alignments, span_alignment
+
+__all__ = ["SHADES", "alignment_grid", "alignment_figure", "argmax_alignment", "plot_alignments", "span_alignment",
+           "heads_figure", "plot_heads", "plot_heads_grid", "curves_figure", "plot_curves", "read_history",
+           "moving_average", "style"]

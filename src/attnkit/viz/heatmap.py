@@ -2,20 +2,22 @@
 
 Rows are output tokens, columns input tokens, and cell (t, s) shades the
 weight α_ts the decoder gave input s when it wrote output t — the figure of
-Bahdanau et al. 2014 (arXiv:1409.0473, Fig. 3).
+Bahdanau et al. 2014 (arXiv:1409.0473, Fig. 3). The matplotlib pictures share
+the look of :mod:`attnkit.viz.style` (viridis, one colour bar, horizontal token labels,
+a slide-sized figure).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
-from ..core.optional import require
+from . import style
 
-__all__ = ["SHADES", "alignment_grid", "plot_alignments", "argmax_alignment", "span_alignment"]
+__all__ = ["SHADES", "alignment_grid", "alignment_figure", "plot_alignments", "argmax_alignment", "span_alignment"]
 
 #: light to dark, one character per fifth of the weight
 SHADES = " ░▒▓█"
@@ -56,8 +58,48 @@ def alignment_grid(weights: Tensor, rows: Sequence[str], cols: Sequence[str], *,
     return "\n".join(lines)
 
 
-def _label(tok: str) -> str:
-    return "␣" if tok == " " else tok  # the end token keeps the vocabulary's "</s>", as in the grid
+def alignment_figure(
+    items: Sequence[tuple[Tensor, Sequence[str], Sequence[str]]],
+    *,
+    titles: Sequence[str] | None = None,
+    cols_per_row: int = 2,
+    title: str = "Attention weights α_ts: output token t (rows) over input token s (columns)",
+) -> Any:
+    """One heatmap per (weights (T, S), output tokens, input tokens), as a matplotlib Figure.
+
+    The panels share one colour scale (0 to the largest weight), one colour bar and the figure
+    title ``title``; each panel is titled by ``titles[k]``. Tick labels are the tokens, horizontal
+    (:mod:`attnkit.viz.style`); the figure fits a slide.
+    """
+    if not items:
+        raise ValueError("items is empty; give at least one (weights, outputs, inputs) item")
+    if cols_per_row < 1:
+        raise ValueError(f"cols_per_row must be >= 1, got {cols_per_row}")
+    checked = [(_check(w, rows, cols), rows, cols) for w, rows, cols in items]
+    plt = style.pyplot()
+    n = len(checked)
+    ncols = min(cols_per_row, n)
+    nrows = -(-n // ncols)
+    max_rows = max(len(r) for _, r, _ in checked)
+    max_cols = max(len(c) for _, _, c in checked)
+    label_chars = max(len(style.token_label(t)) for _, r, _ in checked for t in r)
+    size = style.slide_size(nrows, ncols, max_rows, max_cols, label_chars=label_chars)
+    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False, layout="constrained")
+    vmax = max(float(w.max()) for w, _, _ in checked) or 1.0
+    room = (size[0] / ncols * 0.75, size[1] / nrows * 0.7)
+    image, used = None, []
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.axis("off")
+            continue
+        w, rows, cols = checked[k]
+        image = style.draw_heatmap(ax, w.numpy(), xlabels=cols, ylabels=rows, vmax=vmax, room=room,
+                                   title=titles[k] if titles is not None and k < len(titles) else "",
+                                   xlabel="input", ylabel="output")
+        used.append(ax)
+    style.add_colorbar(fig, image, used)
+    fig.suptitle(title, fontsize=style.FONT_SIZE + 3)
+    return fig
 
 
 def plot_alignments(
@@ -66,48 +108,16 @@ def plot_alignments(
     *,
     titles: Sequence[str] | None = None,
     cols_per_row: int = 2,
+    title: str | None = None,
 ) -> Path:
-    """Save one heatmap per (weights (T, S), output tokens, input tokens) to ``path`` (PNG, SVG, PDF).
+    """Save :func:`alignment_figure` of ``items`` to ``path`` (PNG, SVG, PDF, JPG); returns the path.
 
     Uses matplotlib's Agg backend (no display needed); without matplotlib it raises
     :class:`~attnkit.core.optional.MissingExtra` (``pip install 'attnkit[viz]'``).
     """
-    matplotlib = require("matplotlib", purpose="plotting")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not items:
-        raise ValueError("plot_alignments needs at least one (weights, outputs, inputs) item")
-    path = Path(path)
-    if path.suffix.lower() not in (".png", ".svg", ".pdf", ".jpg"):
-        raise ValueError(f"--plot {path}: use a .png, .svg, .pdf or .jpg file name")
-    n = len(items)
-    ncols = min(cols_per_row, n)
-    nrows = -(-n // ncols)
-    sizes = [(max(3.0, 0.28 * len(cols) + 1.5), max(2.5, 0.28 * len(rows) + 1.2)) for _, rows, cols in items]
-    fw = max(s[0] for s in sizes) * ncols
-    fh = max(s[1] for s in sizes) * nrows
-    fig, axes = plt.subplots(nrows, ncols, figsize=(fw, fh), squeeze=False)
-    for k, ax in enumerate(axes.flat):
-        if k >= n:
-            ax.axis("off")
-            continue
-        w, rows, cols = items[k]
-        w = _check(w, rows, cols)
-        ax.imshow(w.numpy(), cmap="Greys", vmin=0.0, vmax=1.0, aspect="equal")
-        ax.set_xticks(range(len(cols)))
-        ax.set_xticklabels([_label(c) for c in cols], rotation=90, fontsize=8)
-        ax.set_yticks(range(len(rows)))
-        ax.set_yticklabels([_label(r) for r in rows], fontsize=8)
-        ax.set_xlabel("input")
-        ax.set_ylabel("output")
-        if titles is not None and k < len(titles):
-            ax.set_title(titles[k], fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    style.check_path(path)
+    kw = {} if title is None else {"title": title}
+    return style.save_figure(alignment_figure(items, titles=titles, cols_per_row=cols_per_row, **kw), path)
 
 
 def span_alignment(weights: Tensor, row_spans: dict[str, tuple[int, int]],
