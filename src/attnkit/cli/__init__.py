@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "predict": "attnkit.cli.predict",
     "demo": "attnkit.cli.demo",
     "compare": "attnkit.cli.compare",
+    "explore": "attnkit.cli.explore",
 }
 
 
