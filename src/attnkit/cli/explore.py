@@ -171,8 +171,8 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"{args.source} is not a run directory; give one written by attnkit train "
                            "(or --hf PATH for a Hugging Face model)")
         task, model, _ = load_run(args.source, which=args.checkpoint, device=resolve_device(args.device))
-        data = _select(run_explorer_data(task, model, args.text or default_texts(task, model), model_name=model_name(model)),
-                       args.layers, args.heads)
+        texts = args.text or default_texts(task, model)
+        data = _select(run_explorer_data(task, model, texts, model_name=model_name(model)), args.layers, args.heads)
     page = explore(data, top_k=args.top_k, values=not args.no_values)
     path = page.save(args.out)
     summary = {"path": str(path), "bytes": len(page), "layers": len(data.layers),
@@ -180,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"explorer written to {path} ({len(page) / 1e6:.2f} MB, {len(data.layers)} layers, "
-              f"{data.batch_size} item{'s' if data.batch_size != 1 else ''}); open it in any browser, no network needed")
+        items = f"{data.batch_size} item{'s' if data.batch_size != 1 else ''}"
+        print(f"explorer written to {path} ({len(page) / 1e6:.2f} MB, {len(data.layers)} layers, {items}); "
+              "open it in any browser, no network needed")
     return 0
