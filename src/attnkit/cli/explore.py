@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -102,18 +103,52 @@ def _hf_saliency(model: Any, enc: Any, token: Optional[int]) -> tuple[Any, str]:
     return ((g * x).sum(-1) * mask).detach()[:, None, :], label  # (B, 1, L)
 
 
+_VALUE_NAMES = re.compile(r"\.(\d+)\.(?:.*\.)?(?:value|v_proj)$")
+
+
+def _hook_values(model: Any, n_heads: int, n_kv: int) -> tuple[dict[int, Any], list[Any]]:
+    """Forward hooks on the value projections (``...layer.N....value`` / ``v_proj``) that keep each
+    layer's value vectors (B, H, S, D), grouped-query heads repeated; models without such a module
+    (a fused qkv projection) keep none, and the step panel then stops at the weights."""
+    values: dict[int, Any] = {}
+    handles = []
+    for name, module in model.named_modules():
+        m = _VALUE_NAMES.search(name)
+        if m is None or not hasattr(module, "out_features"):
+            continue
+        layer = int(m.group(1))
+
+        def hook(_m: Any, _inp: Any, out: Any, layer: int = layer) -> None:
+            B, S, F = out.shape
+            v = out.detach().float().reshape(B, S, n_kv, F // n_kv).transpose(1, 2)  # (B, Hk, S, D)
+            values[layer] = v.repeat_interleave(n_heads // n_kv, dim=1)  # (B, H, S, D)
+
+        handles.append(module.register_forward_hook(hook))
+    return values, handles
+
+
 def hf_explorer_data(path: str, texts: Sequence[str], *, layers: Optional[str] = None, heads: Optional[str] = None,
                      saliency_token: Optional[int] = None) -> Any:
     """The :class:`~attnkit.viz.explore.ExplorerData` of ``texts`` through the Hugging Face model at ``path``."""
-    if not Path(path).is_dir() or not (Path(path) / "config.json").is_file():
-        raise CliError(f"--hf {path}: no model directory there (a folder with config.json); give a local "
-                       "Hugging Face model directory (nothing is downloaded)")
     import torch
 
+    from ..core.optional import require
     from ..integrations.huggingface import load_model, record
     from ..viz.explore import AttentionLayer, ExplorerData
 
-    model, tok = load_model(path)
+    bars = require("transformers", purpose="attnkit explore --hf").utils.logging
+    shown = bars.is_progress_bar_enabled()
+    bars.disable_progress_bar()  # the weights' loading bar: the command's stderr is for its one-line errors
+    try:
+        model, tok = load_model(path)
+    except ValueError as e:
+        raise CliError(f"--hf {path}: {str(e).strip().splitlines()[0]}") from None
+    finally:
+        if shown:
+            bars.enable_progress_bar()
+    if tok is None:
+        raise CliError(f"--hf {path}: the folder holds no tokenizer; save one beside the model "
+                       "(tokenizer.save_pretrained(PATH)) so --text can be read")
     model.eval()
     cfg = model.config
     n_layers, n_heads = int(cfg.num_hidden_layers), int(cfg.num_attention_heads)
@@ -125,7 +160,7 @@ def hf_explorer_data(path: str, texts: Sequence[str], *, layers: Optional[str] =
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
     for i, t in enumerate(texts):
-        n = len(tok(t)["input_ids"])
+        n = len(tok(t, verbose=False)["input_ids"])
         if n > limit:
             raise CliError(f"--text #{i + 1} has {n} tokens but the model takes at most {limit}; "
                            f"shorten it (or split it into several --text)")
@@ -134,16 +169,26 @@ def hf_explorer_data(path: str, texts: Sequence[str], *, layers: Optional[str] =
     if saliency_token is not None and not 0 <= saliency_token < min(lengths):
         raise CliError(f"--saliency-token {saliency_token}: the shortest text has {min(lengths)} tokens "
                        f"(0..{min(lengths) - 1})")
-    with torch.no_grad(), record(model, layers=lay, heads=hd) as rec:
-        model(**enc)
+    values, handles = _hook_values(model, n_heads, int(getattr(cfg, "num_key_value_heads", None) or n_heads))
+    try:
+        with torch.no_grad(), record(model, layers=lay, heads=hd) as rec:
+            model(**enc)
+    finally:
+        for h in handles:
+            h.remove()
     toks = [tok.convert_ids_to_tokens(row[:n].tolist()) for row, n in zip(enc["input_ids"], lengths)]
-    head_ids = list(rec.heads) if getattr(rec, "heads", None) is not None else list(range(n_heads))
-    out_layers = [AttentionLayer(f"layer {li}", w.detach().float().cpu(), heads=[f"head {h}" for h in head_ids])
-                  for li, w in sorted(rec.weights.items())]
+    out_layers = []
+    for li, w in sorted(rec.weights.items()):
+        heads_of = list(rec.heads.get(li, range(w.shape[1])))
+        v = values.get(li)
+        out_layers.append(AttentionLayer(
+            f"layer {li}", w.detach().float().cpu(), heads=[f"head {h}" for h in heads_of],
+            values=v[:, heads_of] if v is not None and v.shape[2] == w.shape[3] else None))
     sal, label = _hf_saliency(model, enc, saliency_token)
-    name = getattr(cfg, "name_or_path", "") or Path(path).name
+    parts = Path(str(path)).resolve().parts
+    name = "/".join(parts[-2:]) if parts[-1] in ("model", "models", "weights") else parts[-1]
     return ExplorerData(tokens={"tokens": toks}, layers=out_layers, saliency=sal.float(), saliency_rows=None,
-                        saliency_label=label, title=f"{Path(str(name)).name} ({cfg.model_type})",
+                        saliency_label=label, title=f"{name} ({cfg.model_type})",
                         kind="Hugging Face model", items=[t[:40] + ("…" if len(t) > 40 else "") for t in texts])
 
 
