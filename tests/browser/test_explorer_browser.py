@@ -48,6 +48,9 @@ def test_every_view_draws(report) -> None:
         assert report.canvas_ink(canvas) > 500, canvas
     steps = report.page.inner_text("#steps")
     assert "Step 1. The query" in steps and "Step 4. Add the weighted values" in steps
+    mx, mv = report.canvas_image("mx-canvas"), report.canvas_image("mv-canvas")
+    report.page.select_option("#scale", "sqrt")  # √α brightens the small weights of long inputs
+    assert report.canvas_image("mx-canvas") != mx and report.canvas_image("mv-canvas") != mv
 
 
 def test_hovering_a_token_isolates_its_lines(report) -> None:

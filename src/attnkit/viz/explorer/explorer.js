@@ -50,7 +50,7 @@
   function value(layer, b, h, j, e) { return halfToFloat(layer._v[((b * layer.H + h) * layer.S + j) * layer.Ev + e]); }
 
   // -- state ------------------------------------------------------------------------------------
-  var S = { item: 0, layer: 0, head: 0, query: 0, hover: null, heads: null, start: 0, salRow: 0, follow: true };
+  var S = { scale: "linear", item: 0, layer: 0, head: 0, query: 0, hover: null, heads: null, start: 0, salRow: 0, follow: true };
   function lay() { return D.layers[S.layer]; }
   function qTok() { return D.tokens[lay().query][S.item]; }
   function kTok() { return D.tokens[lay().key][S.item]; }
@@ -62,6 +62,7 @@
     var x = k / 255 * (VIRIDIS.length - 1), lo = Math.floor(x), hi = Math.min(lo + 1, VIRIDIS.length - 1), f = x - lo;
     for (var ch = 0; ch < 3; ch++) CMAP[k * 3 + ch] = Math.round(VIRIDIS[lo][ch] * (1 - f) + VIRIDIS[hi][ch] * f);
   }
+  function shade(x, max) { var f = x / max; return Math.round(255 * (S.scale === "sqrt" ? Math.sqrt(f) : f)); }
   function el(id) { return document.getElementById(id); }
   function shown(t) { return t === " " ? "␣" : String(t).replace(/\n/g, "⏎").replace(/\t/g, "⇥"); }
   function label(t) { t = shown(t); return t.length > 16 ? t.slice(0, 15) + "…" : t; }
@@ -167,12 +168,12 @@
     if (cv.height !== hgt) cv.height = hgt;
     MX = { left: left, top: top, cell: cell, nq: nq, nk: nk };
     g.fillStyle = "#fff"; g.fillRect(0, 0, cv.width, cv.height);
-    var key = S.item + "|" + S.layer + "|" + S.head, cached = MXC[key];
+    var key = S.item + "|" + S.layer + "|" + S.head + "|" + S.scale, cached = MXC[key];
     if (!cached) {  // one image per (item, layer, head): hovering and clicking only redraw the outline and labels
       var img = g.createImageData(nk, nq), d = img.data, max = 1e-12, rows = [];
       for (var i = 0; i < nq; i++) { var r = headRow(L, S.item, S.head, i); rows.push(r); for (var j = 0; j < nk; j++) if (r[j] > max) max = r[j]; }
       for (i = 0; i < nq; i++) for (j = 0; j < nk; j++) {
-        var c = Math.round(255 * rows[i][j] / max), p = (i * nk + j) * 4;
+        var c = shade(rows[i][j], max), p = (i * nk + j) * 4;
         d[p] = CMAP[c * 3]; d[p + 1] = CMAP[c * 3 + 1]; d[p + 2] = CMAP[c * 3 + 2]; d[p + 3] = 255;
       }
       var off = document.createElement("canvas"); off.width = nk; off.height = nq; off.getContext("2d").putImageData(img, 0, 0);
@@ -197,7 +198,8 @@
       g.fillRect(bx, top + y, 14, 1);
     }
     g.textAlign = "left"; g.fillStyle = "#1d2330"; g.font = "11px system-ui, sans-serif";
-    g.fillText(max.toFixed(3), bx + 18, top + 8); g.fillText((max / 2).toFixed(3), bx + 18, top + bh / 2 + 4);
+    g.fillText(max.toFixed(3), bx + 18, top + 8);
+    g.fillText((S.scale === "sqrt" ? max / 4 : max / 2).toFixed(3), bx + 18, top + bh / 2 + 4);
     g.fillText("0", bx + 18, top + bh);
     g.fillText((S.head < 0 ? "mean of heads" : L.heads[S.head]) + " · " + L.name, left, 14);
   }
@@ -233,7 +235,7 @@
         }
         for (p = 0; p < acc.length; p++) if (acc[p] > max) max = acc[p];
         for (p = 0; p < acc.length; p++) {
-          var c = Math.round(255 * acc[p] / max);
+          var c = shade(acc[p], max);
           d[4 * p] = CMAP[3 * c]; d[4 * p + 1] = CMAP[3 * c + 1]; d[4 * p + 2] = CMAP[3 * c + 2]; d[4 * p + 3] = 255;
         }
         var off = document.createElement("canvas"); off.width = tk; off.height = tq; off.getContext("2d").putImageData(img, 0, 0);
@@ -375,6 +377,7 @@
   el("item").addEventListener("change", function (e) { S.item = +e.target.value; drawAll(); });
   el("layer").addEventListener("change", function (e) { S.layer = +e.target.value; S.heads = null; drawAll(); });
   el("head").addEventListener("change", function (e) { S.head = +e.target.value; drawAll(); });
+  el("scale").addEventListener("change", function (e) { S.scale = e.target.value; drawAll(); });
   el("hv-start").addEventListener("input", function (e) { S.start = +e.target.value; drawHeadView(); });
   el("hv-canvas").addEventListener("wheel", function (e) {
     e.preventDefault(); S.start = Math.max(0, Math.min(+el("hv-start").max, S.start + Math.sign(e.deltaY) * 3)); drawHeadView();
