@@ -63,6 +63,12 @@
     for (var ch = 0; ch < 3; ch++) CMAP[k * 3 + ch] = Math.round(VIRIDIS[lo][ch] * (1 - f) + VIRIDIS[hi][ch] * f);
   }
   function shade(x, max) { var f = x / max; return Math.round(255 * (S.scale === "sqrt" ? Math.sqrt(f) : f)); }
+  function rgba(c) { return (255 << 24 | CMAP[3 * c + 2] << 16 | CMAP[3 * c + 1] << 8 | CMAP[3 * c]) >>> 0; }  // little-endian RGBA
+  function palette(max) {  // one-byte code -> pixel, for weights scaled to max
+    var pal = new Uint32Array(256);
+    for (var c = 0; c < 256; c++) pal[c] = rgba(Math.min(255, shade(LUT[c], max)));
+    return pal;
+  }
   function el(id) { return document.getElementById(id); }
   function shown(t) { return t === " " ? "␣" : String(t).replace(/\n/g, "⏎").replace(/\t/g, "⇥"); }
   function label(t) { t = shown(t); return t.length > 16 ? t.slice(0, 15) + "…" : t; }
@@ -170,11 +176,17 @@
     g.fillStyle = "#fff"; g.fillRect(0, 0, cv.width, cv.height);
     var key = S.item + "|" + S.layer + "|" + S.head + "|" + S.scale, cached = MXC[key];
     if (!cached) {  // one image per (item, layer, head): hovering and clicking only redraw the outline and labels
-      var img = g.createImageData(nk, nq), d = img.data, max = 1e-12, rows = [];
-      for (var i = 0; i < nq; i++) { var r = headRow(L, S.item, S.head, i); rows.push(r); for (var j = 0; j < nk; j++) if (r[j] > max) max = r[j]; }
-      for (i = 0; i < nq; i++) for (j = 0; j < nk; j++) {
-        var c = shade(rows[i][j], max), p = (i * nk + j) * 4;
-        d[p] = CMAP[c * 3]; d[p + 1] = CMAP[c * 3 + 1]; d[p + 2] = CMAP[c * 3 + 2]; d[p + 3] = 255;
+      var img = g.createImageData(nk, nq), d32 = new Uint32Array(img.data.buffer), max = 1e-12, i, j;
+      if (L.enc === "dense" && S.head >= 0) {  // straight from the one-byte codes: the code order is the weight order
+        var W = prepared(L)._w, maxc = 0, base;
+        for (i = 0; i < nq; i++) { base = ((S.item * L.H + S.head) * L.L + i) * L.S; for (j = 0; j < nk; j++) if (W[base + j] > maxc) maxc = W[base + j]; }
+        max = Math.max(LUT[maxc], 1e-12);
+        var pal = palette(max);
+        for (i = 0; i < nq; i++) { base = ((S.item * L.H + S.head) * L.L + i) * L.S; for (j = 0; j < nk; j++) d32[i * nk + j] = pal[W[base + j]]; }
+      } else {
+        var rows = [];
+        for (i = 0; i < nq; i++) { var r = headRow(L, S.item, S.head, i); rows.push(r); for (j = 0; j < nk; j++) if (r[j] > max) max = r[j]; }
+        for (i = 0; i < nq; i++) for (j = 0; j < nk; j++) d32[i * nk + j] = rgba(shade(rows[i][j], max));
       }
       var off = document.createElement("canvas"); off.width = nk; off.height = nq; off.getContext("2d").putImageData(img, 0, 0);
       if (Object.keys(MXC).length > 24) MXC = {};
@@ -227,16 +239,26 @@
       g.fillStyle = "#1d2330"; g.textAlign = "right"; g.fillText(label(L.name), MV.left - 6, y0 + T / 2 + 4); g.textAlign = "left";
       var tq = Math.min(T, nq), tk = Math.min(T, nk);
       for (var hh = 0; hh < L.H; hh++) {
-        var img = g.createImageData(tk, tq), d = img.data, acc = new Float32Array(tk * tq), max = 1e-12;
-        var stepI = Math.max(1, Math.floor(nq / 256));
-        for (var i = 0; i < nq; i += stepI) {
-          var r = row(L, S.item, hh, i), yi = Math.floor(i * tq / nq);
-          for (var j = 0; j < nk; j++) { var p = yi * tk + Math.floor(j * tk / nk); if (r[j] > acc[p]) acc[p] = r[j]; }
-        }
-        for (p = 0; p < acc.length; p++) if (acc[p] > max) max = acc[p];
-        for (p = 0; p < acc.length; p++) {
-          var c = shade(acc[p], max);
-          d[4 * p] = CMAP[3 * c]; d[4 * p + 1] = CMAP[3 * c + 1]; d[4 * p + 2] = CMAP[3 * c + 2]; d[4 * p + 3] = 255;
+        var img = g.createImageData(tk, tq), d32 = new Uint32Array(img.data.buffer), stepI = Math.max(1, Math.floor(nq / 256));
+        var cols = new Int32Array(nk), p, i, j;
+        for (j = 0; j < nk; j++) cols[j] = Math.floor(j * tk / nk);
+        if (L.enc === "dense") {  // max of the codes over each block: the code order is the weight order
+          var W = prepared(L)._w, acc8 = new Uint8Array(tk * tq), maxc = 0;
+          for (i = 0; i < nq; i += stepI) {
+            var base = ((S.item * L.H + hh) * L.L + i) * L.S, off8 = Math.floor(i * tq / nq) * tk;
+            for (j = 0; j < nk; j++) { var cc = W[base + j]; p = off8 + cols[j]; if (cc > acc8[p]) acc8[p] = cc; }
+          }
+          for (p = 0; p < acc8.length; p++) if (acc8[p] > maxc) maxc = acc8[p];
+          var pal = palette(Math.max(LUT[maxc], 1e-12));
+          for (p = 0; p < acc8.length; p++) d32[p] = pal[acc8[p]];
+        } else {
+          var acc = new Float32Array(tk * tq), max = 1e-12;
+          for (i = 0; i < nq; i += stepI) {
+            var r = row(L, S.item, hh, i), yi = Math.floor(i * tq / nq) * tk;
+            for (j = 0; j < nk; j++) { p = yi + cols[j]; if (r[j] > acc[p]) acc[p] = r[j]; }
+          }
+          for (p = 0; p < acc.length; p++) if (acc[p] > max) max = acc[p];
+          for (p = 0; p < acc.length; p++) d32[p] = rgba(shade(acc[p], max));
         }
         var off = document.createElement("canvas"); off.width = tk; off.height = tq; off.getContext("2d").putImageData(img, 0, 0);
         var x0 = MV.left + hh * (T + MV.pad);
