@@ -104,6 +104,8 @@ def test_gpt_and_bert_runs(lm_runs, tmp_path, one_thread) -> None:
     assert len(p["layers"]) == len(maps) == 2
     np.testing.assert_allclose(_weights(p["layers"][1]), maps[1].numpy(), rtol=0.03, atol=1e-4)
     assert p["saliency"]["R"] == p["saliency"]["N"] == 13  # one row per position: its next-character prediction
+    sal = np.frombuffer(base64.b64decode(p["saliency"]["data"]), dtype="<f4").reshape(1, 13, 13)[0]
+    assert np.all(np.triu(sal, k=1) == 0) and np.all(np.diag(sal) != 0)  # causal: row t sees tokens <= t only
     out = tmp_path / "b.html"
     assert main(["explore", lm_runs["bert"], "-o", str(out)]) == 0  # default text: the test split's start
     p = _payload(out)
@@ -119,7 +121,6 @@ def test_gpt_and_bert_runs(lm_runs, tmp_path, one_thread) -> None:
     (["explore", str(TRANSFORMER), "--layers", "a"], "--layers takes numbers"),
     (["explore", str(SEQ2SEQ), "--text", "ABC!"], "tokens the model never saw"),
     (["explore", str(SEQ2SEQ), "--top-k", "0"], "--top-k must be >= 1"),
-    (["explore", "--hf", "/nonexistent/model", "--text", "hi"], "no model directory there"),
     (["explore", str(SEQ2SEQ), "--text", " "], "--text is empty"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, match, tmp_path, capsys, one_thread) -> None:
@@ -139,3 +140,13 @@ def test_run_directory_without_checkpoint(tmp_path, capsys) -> None:
     (tmp_path / "empty").mkdir()
     assert main(["explore", str(tmp_path / "empty"), "-o", str(tmp_path / "r.html")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_model_without_attention_calls_is_one_clear_error() -> None:
+    from attnkit.cli._common import CliError
+    from attnkit.cli._explore_runs import _teacher_forced
+
+    emb, head = torch.nn.Embedding(5, 4), torch.nn.Linear(4, 5)  # an embedding and a linear layer: no attention
+    x = torch.tensor([[1, 2, 3]])
+    with pytest.raises(CliError, match="makes no attention call .* nothing to explore"):
+        _teacher_forced(head, emb, lambda: head(emb(x))[0], torch.tensor([1, 2, 3]))

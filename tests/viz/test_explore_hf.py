@@ -100,6 +100,12 @@ def test_cli_writes_the_page_with_the_selected_layers_and_heads(path, tmp_path, 
     assert np.frombuffer(base64.b64decode(p["layers"][0]["w"]), dtype=np.uint8).size == 2 * 9 * 9
 
 
+def test_unknown_model_path(tmp_path, capsys) -> None:
+    assert main(["explore", "--hf", str(tmp_path / "nowhere"), "--text", "hi", "-o", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(r"--hf \S+nowhere: .*not a model folder.*never downloads", err[0]), err
+
+
 @pytest.mark.parametrize("extra, match", [
     (["--text", "word " * 600], r"--text #1 has 602 tokens but the model takes at most 512"),
     (["--text", "hi", "--layers", "6"], r"--layers 6: the model has 6 layers"),
