@@ -117,3 +117,28 @@ def test_bad_input(path, extra, match, tmp_path, capsys, one_thread) -> None:
     assert main(["explore", "--hf", path, *extra, "-o", str(tmp_path / "r.html")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.search(match, err[0]), err
+
+
+def test_grouped_query_llama_values_give_back_the_context(path, tmp_path, one_thread) -> None:
+    # a randomly initialised small Llama (2 key/value heads for 4 query heads) with MiniLM's tokenizer beside it
+    cfg = transformers.LlamaConfig(vocab_size=30522, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    torch.manual_seed(0)
+    transformers.LlamaForCausalLM(cfg).save_pretrained(tmp_path / "llama")
+    transformers.AutoTokenizer.from_pretrained(path, local_files_only=True).save_pretrained(tmp_path / "llama")
+    data = hf_explorer_data(str(tmp_path / "llama"), TEXTS[:1])
+    model = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "llama", attn_implementation="eager").eval()
+    ctx = {}
+    hooks = [layer.self_attn.o_proj.register_forward_hook(lambda _m, inp, _o, i=i: ctx.__setitem__(i, inp[0]))
+             for i, layer in enumerate(model.model.layers)]
+    enc = transformers.AutoTokenizer.from_pretrained(tmp_path / "llama")(TEXTS[:1], return_tensors="pt")
+    with torch.no_grad():
+        att = model(**enc, output_attentions=True).attentions
+    for h in hooks:
+        h.remove()
+    for i, layer in enumerate(data.layers):
+        torch.testing.assert_close(layer.weights, att[i], atol=1e-5, rtol=0)
+        assert layer.values.shape[1] == 4  # the 2 key/value heads repeated for the 4 query heads
+        o = layer.weights[0] @ layer.values[0]  # (H, L, D)
+        torch.testing.assert_close(o, ctx[i][0].reshape(-1, 4, 16).transpose(0, 1), atol=1e-4, rtol=1e-4)
+    assert torch.isfinite(data.saliency).all() and data.saliency.shape == (1, 1, enc["input_ids"].shape[1])
