@@ -42,6 +42,8 @@ __all__ = ["AttentionLayer", "ExplorerData", "Explorer", "explore", "encode_weig
 LOG_RANGE = 14.0
 #: the most tokens one sequence may hold (the page stays interactive to here)
 MAX_TOKENS = 4096
+#: the most weights one page stores (1 byte each, 4/3 in base64): past it a browser cannot hold the page's text
+MAX_STORED = 150_000_000
 
 
 @dataclasses.dataclass(eq=False)
@@ -253,6 +255,12 @@ def explore(data: ExplorerData, *, top_k: Optional[int] = None, values: bool = T
         if longest > MAX_TOKENS:
             raise ValueError(f"tokens[{name!r}] holds {longest} tokens; the explorer takes at most {MAX_TOKENS} "
                              "per sequence: cut the text or pass a window of it")
+    stored = sum(w.numel() if top_k is None or top_k >= w.shape[-1] else w[..., 0].numel() * top_k * 3  # index + code
+                 for w in (layer.weights for layer in data.layers) if isinstance(w, Tensor))
+    if stored > MAX_STORED:
+        raise ValueError(f"the page would store {stored:,} weights (about {stored * 4 / 3 / 1e6:,.0f} MB), more "
+                         f"than a browser holds well ({MAX_STORED:,}); pass top_k=32 or fewer layers "
+                         "or heads")
     items = data.items or [f"item {b}" for b in range(data.batch_size)]
     if len(items) != data.batch_size:
         raise ValueError(f"items names {len(items)} items but tokens hold {data.batch_size}")
