@@ -44,6 +44,7 @@ def main() -> None:
                                ("#saliency-view", "saliency"), ("#model-view", "model")):
                 page.locator(view).screenshot(path=str(HERE / f"explorer-{name}.png"))
             page.mouse.move(0, 0)
+            page.evaluate("window.scrollTo(0, 0)")  # the sticky header back at the top before the whole-page shot
             page.screenshot(path=str(HERE / "explorer-page.png"), full_page=True)
             ctx.close()
     print("\n".join(str(p) for p in sorted(HERE.glob("explorer-*.png"))))

@@ -356,9 +356,10 @@
     } else agree.textContent = "this layer's keys are not the saliency's tokens (" + P.over + ")";
   }
   function drawBars(g, att, sal, toks) {
-    var cv = g.canvas, left = 70, w = cv.width - left - 10, hBar = 110, y1 = 20, y2 = 160;
+    var cv = g.canvas, left = 70, w = cv.width - left - 10, hBar = 110, y1 = 26, y2 = 172;
     g.font = "11px system-ui, sans-serif"; g.fillStyle = "#667085"; g.textAlign = "left";
-    g.fillText("attention α", 4, y1 + 10); g.fillText(D.saliency ? D.saliency.label : "saliency", 4, y2 + 10);
+    g.fillText("attention α of the query" + (att ? "" : " (not over these tokens)"), left, y1 - 8);
+    g.fillText(D.saliency ? D.saliency.label : "saliency", left, y2 - 8);
     if (!sal) return;
     var n = sal.length, bw = w / n, ms = 1e-12, maxA = 1e-12;
     for (var j = 0; j < n; j++) { ms = Math.max(ms, Math.abs(sal[j])); if (att) maxA = Math.max(maxA, att[j]); }
