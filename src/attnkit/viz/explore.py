@@ -96,9 +96,9 @@ class ExplorerData:
 # -- encoding -------------------------------------------------------------------------------------
 def encode_weights(w: Tensor) -> np.ndarray:
     """Weights in [0, 1] -> uint8 codes ``c = round(255 + 254 · ln(w) / K)``, 0 below e^-K (K = LOG_RANGE)."""
-    x = torch.as_tensor(w, dtype=torch.float64)
-    c = torch.round(255.0 + 254.0 * torch.log(x.clamp_min(1e-300)) / LOG_RANGE).clamp(1, 255)
-    c = torch.where(x >= math.exp(-LOG_RANGE) * (1 - 1e-9), c, torch.zeros_like(c))
+    x = torch.as_tensor(w, dtype=torch.float32)
+    c = torch.round(255.0 + (254.0 / LOG_RANGE) * torch.log(x.clamp_min(1e-30))).clamp_(1, 255)
+    c.masked_fill_(x < math.exp(-LOG_RANGE) * (1 - 1e-6), 0)
     return c.to(torch.uint8).numpy()
 
 
