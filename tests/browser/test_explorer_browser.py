@@ -131,3 +131,19 @@ def test_2048_tokens_stays_interactive(tmp_path: Path, open_report) -> None:
     assert page.evaluate("window.attnkit.state.query") == 5
     page.select_option("#head", "1")
     assert page.evaluate("window.attnkit.draws") > draws
+
+
+def test_a_top_k_report_draws_and_says_what_it_left_out(tmp_path: Path, open_report) -> None:
+    g = torch.Generator().manual_seed(1)
+    w = (torch.randn(1, 2, 30, 30, generator=g) * 3).softmax(-1)  # (B, H, L, S)
+    data = ExplorerData(tokens={"tokens": [[f"t{i}" for i in range(30)]]}, layers=[AttentionLayer("l", w)])
+    opened = open_report(explore(data, top_k=4).save(tmp_path / "k.html"))
+    for canvas in ("hv-canvas", "mx-canvas", "mv-canvas"):
+        assert opened.canvas_ink(canvas) > 500, canvas
+    assert "26 not among the 4 this report keeps per row" in opened.page.inner_text("#steps")
+    assert opened.page.inner_text("#sal-controls") == "this report holds no saliency"
+    kept = opened.page.evaluate("Array.from(window.attnkit.row(window.attnkit.data.layers[0], 0, 1, 7))")
+    assert sum(x > 0 for x in kept) == 4
+    want = w[0, 1, 7]
+    assert [i for i, x in enumerate(kept) if x > 0] == sorted(want.topk(4).indices.tolist())
+    assert opened.errors == []

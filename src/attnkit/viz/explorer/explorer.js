@@ -183,6 +183,16 @@
         max = Math.max(LUT[maxc], 1e-12);
         var pal = palette(max);
         for (i = 0; i < nq; i++) { base = ((S.item * L.H + S.head) * L.L + i) * L.S; for (j = 0; j < nk; j++) d32[i * nk + j] = pal[W[base + j]]; }
+      } else if (L.enc === "topk" && S.head >= 0) {  // k codes per row, the rest of the row is 0
+        var P = prepared(L), K = P.k, maxk = 0, bk, t, col;
+        for (i = 0; i < nq; i++) { bk = ((S.item * L.H + S.head) * L.L + i) * K; for (t = 0; t < K; t++) if (P._idx[bk + t] < nk && P._w[bk + t] > maxk) maxk = P._w[bk + t]; }
+        max = Math.max(LUT[maxk], 1e-12);
+        var palk = palette(max);
+        d32.fill(palk[0]);
+        for (i = 0; i < nq; i++) {
+          bk = ((S.item * L.H + S.head) * L.L + i) * K;
+          for (t = 0; t < K; t++) { col = P._idx[bk + t]; if (col < nk) d32[i * nk + col] = palk[P._w[bk + t]]; }
+        }
       } else {
         var rows = [];
         for (i = 0; i < nq; i++) { var r = headRow(L, S.item, S.head, i); rows.push(r); for (j = 0; j < nk; j++) if (r[j] > max) max = r[j]; }
@@ -251,6 +261,18 @@
           for (p = 0; p < acc8.length; p++) if (acc8[p] > maxc) maxc = acc8[p];
           var pal = palette(Math.max(LUT[maxc], 1e-12));
           for (p = 0; p < acc8.length; p++) d32[p] = pal[acc8[p]];
+        } else if (L.enc === "topk") {
+          var P = prepared(L), K = P.k, acck = new Uint8Array(tk * tq), maxk = 0;
+          for (i = 0; i < nq; i++) {
+            var bk = ((S.item * L.H + hh) * L.L + i) * K, offk = Math.floor(i * tq / nq) * tk;
+            for (var t = 0; t < K; t++) {
+              var col = P._idx[bk + t], ck = P._w[bk + t];
+              if (col < nk) { p = offk + cols[col]; if (ck > acck[p]) acck[p] = ck; }
+            }
+          }
+          for (p = 0; p < acck.length; p++) if (acck[p] > maxk) maxk = acck[p];
+          var palk = palette(Math.max(LUT[maxk], 1e-12));
+          for (p = 0; p < acck.length; p++) d32[p] = palk[acck[p]];
         } else {
           var acc = new Float32Array(tk * tq), max = 1e-12;
           for (i = 0; i < nq; i += stepI) {
@@ -303,7 +325,8 @@
     var rest = 0; order.slice(top.length).forEach(function (j) { rest += r[j]; });
     var more = order.length - top.length, zero = order.length - Math.max(nz, top.length);
     out.push("<table>" + head + body + (more ? "<tr><td class='note'>" + more + (more === 1 ? " other key" : " other keys") +
-             (zero ? " (" + zero + " at α = 0: masked, or below " + LUT[1].toExponential(0) + ")" : "") +
+             (zero ? " (" + zero + (L.enc === "topk" ? " not among the " + L.k + " this report keeps per row)"
+                                          : " at α = 0: masked, or below " + LUT[1].toExponential(0) + ")") : "") +
              "</td><td></td><td></td><td>" + fmt(rest, 4) + "</td></tr>" : "") +
              "<tr><th>sum</th><td></td><td>" + fmt(total / wmax, 4) + "</td><td>" + fmt(total, 4) + "</td></tr></table>");
     if (L.Ev) {
@@ -329,7 +352,7 @@
   function drawSaliency() {
     var P = D.saliency, cv = el("sal-canvas"), g = cv.getContext("2d"), ctl = el("sal-controls");
     g.fillStyle = "#fff"; g.fillRect(0, 0, cv.width, cv.height);
-    if (!P) { ctl.innerHTML = "<span class='note'>this report holds no saliency</span>"; drawBars(g, null, null); return; }
+    if (!P) { ctl.innerHTML = "<span class='note'>this report holds no saliency</span>"; return; }
     if (S.follow && salRowsFollow()) S.salRow = S.query;
     S.salRow = Math.min(S.salRow, P.R - 1);
     if (!el("sal-row")) {
