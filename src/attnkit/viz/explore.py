@@ -11,9 +11,10 @@ and explicit attention can be compared (Jain & Wallace 2019, arXiv:1902.10186).
 
 The page is one file: every script and style inline, no request of any kind, drawn on
 ``<canvas>``. Weights are stored as one byte each on a log scale, ``c = 255 + 254 · ln(α) / K``
-(``c = 0`` for ``α < e^-K``; K = 14), so every weight keeps ~2.7 % relative precision down to
-8e-7 — with ``top_k`` only the k largest weights of each row are kept. Values (for the weighted
-sum) are float16, log-sum-exps (for the raw scores) and saliency float32, all base64.
+(``c = 0`` for ``α < e^-K``; K = 14), so every weight keeps 2.8 % relative precision (half a step,
+``e^(K/508) - 1``) down to 8e-7 — with ``top_k`` only the k largest weights of each row are kept.
+Values (for the weighted sum) are float16, log-sum-exps (for the raw scores) and saliency float32,
+all base64.
 
     data = ExplorerData(tokens={"tokens": [toks]}, layers=[AttentionLayer("layer 0", w)])
     explore(data).save("report.html")        # or, in a notebook, the Explorer as the cell's value
