@@ -1,16 +1,17 @@
 """Exact softmax weights of a transformers attention call, for the asked heads and rows only.
 
-``w_ij = exp(s_ij - lse_i)`` with ``lse_i = log Σ_j exp(s_ij)`` (Milakov & Gimelshein 2018,
-arXiv:1805.02867), one block of query rows at a time, where ``s = scaling · q kᵀ (+ softcap,
-+ mask)`` is formed the way the model forms it (``q kᵀ`` in the inputs' dtype, float32 for half
-inputs, then scaled) and the normalisation runs in float64.
+``w_ij = exp(s_ij - m_i) / Σ_j exp(s_ij - m_j)``, i.e. ``exp(s_ij - lse_i)`` with the row's
+log-sum-exp kept split as ``lse_i = m_i + log Σ_j exp(s_ij - m_i)`` (the online normaliser's two
+parts, Milakov & Gimelshein 2018, arXiv:1805.02867), one block of query rows at a time, where
+``s = scaling · q kᵀ (+ softcap, + mask)`` is formed the way the model forms it (``q kᵀ`` in the
+inputs' dtype, float32 for half inputs, then scaled).
 
-Why not :func:`attnkit.functional.attention_weights` as it is: it rebuilds ``exp(s - lse)`` in
-the work dtype (float32 here), whose ``lse`` carries one rounding of |lse| (~1e-6 for a weight
-near 1), and casting q and k to float64 instead gives the float64 softmax of the float32
-inputs, which differs from what the model's float32 scores give by their own rounding (~1e-6
-for MiniLM). Forming the scores as the model does and normalising in float64 gives the softmax
-of the model's scores to within one float32 rounding of the result.
+Why not :func:`attnkit.functional.attention_weights` as it is: it forms ``exp(s - lse)`` with
+``lse`` as one float32 number, whose rounding (one unit in the last place of |lse|, ~1e-6 when
+|lse| is about 10) enters every weight of the row; kept split, the normaliser's error stays
+relative to each weight (~1e-7 for a weight near 1, the softmax's own). And its tiles form the
+scores in another order than the model does, which moves them by their float32 rounding (~1e-6
+in the weights for MiniLM); here they are the model's own.
 
 Shape legend: B batch, H query heads, Hk key heads, L queries, S keys; ``h`` heads kept,
 ``R`` rows kept.
@@ -26,7 +27,7 @@ from torch import Tensor
 
 __all__ = ["exact_weights", "WEIGHTS_TILE"]
 
-#: scores (elements) of one row block: a block holds about four times that in float64
+#: scores (elements) of one row block (a block holds about three times that in temporaries)
 WEIGHTS_TILE = 1 << 21
 
 
@@ -82,13 +83,13 @@ def exact_weights(
             s = score_mod(s, torch.arange(B, device=dev).view(B, 1, 1, 1), head_idx.view(1, h, 1, 1),
                           r.view(1, 1, -1, 1), kv.view(1, 1, 1, S))
         if mask is not None:
-            m = mask.index_select(2, r) if mask.shape[2] != 1 else mask  # (B?, h?, b-a, S)
-            s = s.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else s + m.to(s.dtype)
+            tile = mask.index_select(2, r) if mask.shape[2] != 1 else mask  # (B?, h?, b-a, S)
+            s = s.masked_fill(~tile, float("-inf")) if tile.dtype == torch.bool else s + tile.to(s.dtype)
         if causal:
             s = s.masked_fill(kv.view(1, S) > r.view(-1, 1), float("-inf"))
-        s64 = s.double()
-        lse = torch.logsumexp(s64, dim=-1, keepdim=True)  # (B, h, b-a, 1); -inf for a row with no allowed key
-        lse = torch.where(lse == float("-inf"), torch.full_like(lse, float("inf")), lse)  # exp(-inf - inf) = 0
-        out[:, :, a:b] = torch.exp(s64 - lse).to(out.dtype)
-        del s, s64, lse
+        m = s.amax(dim=-1, keepdim=True)  # (B, h, b-a, 1); -inf for a row with no allowed key
+        e = torch.exp(s - torch.where(m == float("-inf"), torch.zeros_like(m), m))  # 0 where forbidden
+        total = e.sum(dim=-1, keepdim=True)
+        out[:, :, a:b] = (e / torch.where(total == 0, torch.ones_like(total), total)).to(out.dtype)  # empty row: 0
+        del s, m, e, total
     return out
