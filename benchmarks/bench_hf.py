@@ -47,15 +47,16 @@ def _texts(max_tokens: int) -> list[str]:
     if max_tokens <= 128:
         return SENTENCES
     base = " ".join(SENTENCES)
-    return [" ".join([base] * (4 + i)) for i in range(8)]  # all past 512 tokens before truncation ...
+    return [" ".join([base] * (6 + i)) for i in range(8)]  # all past 512 tokens before truncation ...
 
 
 def _batch(tok, max_tokens: int):
     texts = _texts(max_tokens)
-    if max_tokens > 128:  # ... cut to 512 - 24·i tokens: a padded batch of different lengths
-        enc = [tok(t, truncation=True, max_length=max_tokens - 24 * i)["input_ids"] for i, t in enumerate(texts)]
-        texts = [tok.decode(ids[1:-1]) for ids in enc]
-    return tok(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+    if max_tokens <= 128:
+        return tok(texts, padding=True, return_tensors="pt")
+    # real text cut to 512 - 24·i tokens ([CLS] ... [SEP]): a padded batch of different lengths
+    ids = [tok(t, truncation=True, max_length=max_tokens - 24 * i)["input_ids"] for i, t in enumerate(texts)]
+    return tok.pad({"input_ids": ids}, return_tensors="pt")
 
 
 def _load(impl: str):
