@@ -74,6 +74,7 @@ class _Capture:
 
 def _tiny(kind: str):
     """A small random model of ``kind`` ("gpt2" or "llama", 4 query heads and 2 key heads)."""
+    hf.register()
     torch.manual_seed(0)
     if kind == "gpt2":
         cfg = transformers.GPT2Config(vocab_size=97, n_positions=64, n_embd=32, n_layer=2, n_head=4,
@@ -252,6 +253,56 @@ def test_left_padding_in_a_causal_model_gives_zero_rows_not_nan(kind):
     torch.testing.assert_close(ours.last_hidden_state[real], eager.last_hidden_state[real], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_cached_generation_matches_eager(kind):
+    """Decoding with a cache: one query over the cached keys (no mask, not causal), after a padded prefill."""
+    hf.register()
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        cfg = transformers.GPT2Config(vocab_size=97, n_positions=64, n_embd=32, n_layer=2, n_head=4,
+                                      pad_token_id=0, eos_token_id=96, bos_token_id=96)
+        model = transformers.GPT2LMHeadModel(cfg).eval()
+    else:
+        cfg = transformers.LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                       pad_token_id=0, eos_token_id=96, bos_token_id=1)
+        model = transformers.LlamaForCausalLM(cfg).eval()
+    ids = torch.randint(2, 96, (2, 6))
+    am = torch.ones(2, 6, dtype=torch.long)
+    am[0, :2] = 0  # left padding, as generation pads
+    kw = dict(input_ids=ids, attention_mask=am, max_new_tokens=5, do_sample=False, pad_token_id=0)
+    model.set_attn_implementation("eager")
+    want = model.generate(**kw)
+    model.set_attn_implementation("attnkit")
+    assert torch.equal(model.generate(**kw), want)
+
+
+def test_training_step_backpropagates_through_attnkit_with_dropout_and_weights():
+    model = _tiny("llama")
+    model.config.attention_dropout = 0.1
+    for layer in model.layers:
+        layer.self_attn.attention_dropout = 0.1
+    model.set_attn_implementation("attnkit")
+    model.train()
+    out = model(input_ids=torch.randint(0, 97, (2, 7)), output_attentions=True)
+    assert out.attentions[0].grad_fn is not None  # gradients recorded: the weights are differentiable
+    (out.last_hidden_state.square().mean() + out.attentions[1].square().mean()).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads[1:])
+    assert model.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
+
+
+def test_bfloat16_model_runs_and_stays_near_eager():
+    model = _tiny("llama").to(torch.bfloat16)
+    ids = torch.randint(0, 97, (2, 9))
+    eager = _run(model, "eager", input_ids=ids, output_attentions=True)
+    ours = _run(model, "attnkit", input_ids=ids, output_attentions=True)
+    assert ours.last_hidden_state.dtype == torch.bfloat16 and ours.attentions[0].dtype == torch.bfloat16
+    torch.testing.assert_close(ours.last_hidden_state.float(), eager.last_hidden_state.float(), rtol=0.05, atol=0.05)
+    for mine, theirs in zip(ours.attentions, eager.attentions):
+        torch.testing.assert_close(mine.float(), theirs.float(), rtol=0, atol=2e-2)
+
+
 # -- record() -----------------------------------------------------------------------------------------------------
 def test_record_keeps_only_what_was_asked_and_restores_the_implementation(minilm, monkeypatch):
     _, tok, models = minilm
@@ -326,6 +377,10 @@ def test_record_refuses_layers_heads_and_rows_that_do_not_exist(minilm):
             pass
     with pytest.raises(TypeError, match="PreTrainedModel"):
         with record(torch.nn.Linear(2, 2)):
+            pass
+    xlnet = transformers.XLNetModel(transformers.XLNetConfig(vocab_size=10, d_model=8, n_layer=1, n_head=2, d_inner=16))
+    with pytest.raises(ValueError, match=r"model type 'xlnet' \(XLNetModel\).*tested: bert, gpt2, llama"):
+        with record(xlnet):
             pass
 
 
