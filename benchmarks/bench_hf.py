@@ -9,7 +9,8 @@ Two measurements, each in fresh subprocesses (``attnkit.bench.memory.fresh_proce
 * peak memory of one ``output_attentions=True`` forward at B=8, N=512 (target: below eager's), one fresh
   process per implementation (``attnkit.bench.memory.measure_peak``: VmHWM after the call minus VmRSS
   before it, after a warm-up call). The weights of all 6 layers returned are part of both peaks
-  (8·12·512·512 float32 = 96 MiB per layer).
+  (8·12·512·512 float32 = 96 MiB per layer). Beside them, for scale: one forward inside
+  ``record(model, heads=[0])`` (one head of every layer kept, 8 MiB per layer).
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_hf.py               # everything (~2 minutes idle)
     PYTHONPATH=src .venv/bin/python benchmarks/bench_hf.py --repeats 5   # a smoke run
@@ -92,14 +93,22 @@ def child_time(job_json: str) -> None:
 
 
 def child_memory(job_json: str) -> None:
-    """Peak memory of one output_attentions=True forward of ``job["impl"]``."""
+    """Peak memory of one output_attentions=True forward of ``job["impl"]`` ("attnkit", "eager"), or of one
+    forward inside ``record(model, heads=[0])`` ("record": one head of every layer kept)."""
+    from attnkit.integrations.huggingface import record
+
     job = json.loads(job_json)
     torch.set_num_threads(job["threads"])
     cold = max_rss_kb()
-    model, tok = _load(job["impl"])
+    model, tok = _load("attnkit" if job["impl"] == "record" else job["impl"])
     batch = _batch(tok, job["max_tokens"])
 
     def step():
+        if job["impl"] == "record":
+            with torch.no_grad(), record(model, heads=[0]) as rec:
+                model(**batch)
+            assert len(rec.weights) == 6
+            return rec
         with torch.no_grad():
             out = model(**batch, output_attentions=True)
         assert len(out.attentions) == 6 and out.attentions[0] is not None
@@ -146,9 +155,10 @@ def main(argv: list[str] | None = None) -> int:
                                   "sdpa_ms": b.median, "sdpa_p10": b.p10, "sdpa_p90": b.p90,
                                   "ratio": ratio, "target_met": ratio <= 1.05, "loadavg": load})
 
-    print("output_attentions=True, B=8, N=512: peak memory of one forward (fresh process each)")
+    print("output_attentions=True, B=8, N=512: peak memory of one forward (fresh process each); 'record': "
+          "record(model, heads=[0]) instead")
     peaks = {}
-    for impl in ("attnkit", "eager"):
+    for impl in ("attnkit", "eager", "record"):
         load = os.getloadavg()
         r = fresh_process("bench_hf:child_memory", {"threads": args.threads, "max_tokens": 512, "impl": impl},
                           memory_env=True)
