@@ -236,6 +236,28 @@ def test_causal_and_gqa_outputs_and_weights_match_eager(kind, monkeypatch):
         assert model.layers[0].self_attn.num_key_value_groups == 2
 
 
+@pytest.mark.parametrize("kind", ["mistral", "gemma2"])
+def test_sliding_window_and_softcapping_match_eager(kind):
+    """Mistral's sliding window (in the mask transformers builds) and Gemma-2's logit softcap (a score_mod)."""
+    hf.register()
+    torch.manual_seed(0)
+    common = dict(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=64)
+    if kind == "mistral":
+        model = transformers.MistralModel(transformers.MistralConfig(sliding_window=3, **common)).eval()
+    else:
+        cfg = transformers.Gemma2Config(head_dim=8, attn_logit_softcapping=5.0, sliding_window=4, **common)
+        model = transformers.Gemma2Model(cfg).eval()
+    ids = torch.randint(0, 97, (2, 9))
+    eager = _run(model, "eager", input_ids=ids, output_attentions=True)
+    ours = _run(model, "attnkit", input_ids=ids, output_attentions=True)
+    torch.testing.assert_close(ours.last_hidden_state, eager.last_hidden_state, rtol=0, atol=1e-5)
+    for mine, theirs in zip(ours.attentions, eager.attentions):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=1e-6)
+    if kind == "mistral":
+        assert ours.attentions[0][..., 8, :6].abs().sum() == 0  # the last token sees the window of 3 only
+
+
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_left_padding_in_a_causal_model_gives_zero_rows_not_nan(kind):
     model = _tiny(kind)
@@ -388,6 +410,18 @@ def test_load_model_reads_the_local_minilm():
     model, tok = hf.load_model(gt_minilm.get_model_path())
     assert type(model).__name__ == "BertModel" and not model.training
     assert model.config._attn_implementation == "attnkit" and tok is not None
+
+
+def test_load_model_of_a_folder_without_tokenizer_gives_none(tmp_path):
+    hf.register()
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=97, n_positions=64, n_embd=32, n_layer=2, n_head=4)
+    transformers.GPT2LMHeadModel(cfg).save_pretrained(tmp_path / "gpt2")
+    model, tok = hf.load_model(tmp_path / "gpt2")
+    assert type(model).__name__ == "GPT2LMHeadModel" and tok is None  # the head of the checkpoint is kept
+    (tmp_path / "gpt2" / "tokenizer_config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="holds a tokenizer that cannot be read"):
+        hf.load_model(tmp_path / "gpt2")
 
 
 def test_load_model_errors_name_the_path_and_the_supported_types(tmp_path):

@@ -322,11 +322,26 @@ def load_model(
     model.eval()
     if device is not None:
         model.to(device)
+    return model, _tokenizer(tf, path)
+
+
+#: files of which one is in every folder a tokenizer was saved to
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model",
+                    "spiece.model", "sentencepiece.bpe.model")
+
+
+def _tokenizer(tf: Any, path: str | os.PathLike) -> Any:
+    """The folder's tokenizer; None when it holds none (AutoTokenizer would build an empty one from the
+    model's config); a one-line error when it holds one that cannot be read."""
+    folder = Path(str(path))
+    if folder.is_dir() and not any((folder / name).exists() for name in _TOKENIZER_FILES):
+        return None
     try:
-        tokenizer = tf.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError, TypeError, KeyError):
-        tokenizer = None
-    return model, tokenizer
+        return tf.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError, ImportError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"path={str(path)!r} holds a tokenizer that cannot be read ({first}); "
+                         "re-save it with tokenizer.save_pretrained(path)") from None
 
 
 # -- recording -------------------------------------------------------------------------------------------
