@@ -1,6 +1,6 @@
 """Exact softmax weights of a transformers attention call, for the asked heads and rows only.
 
-``w_ij = exp(s_ij - m_i) / Σ_j exp(s_ij - m_j)``, i.e. ``exp(s_ij - lse_i)`` with the row's
+``w_ij = exp(s_ij - m_i) / Σ_j exp(s_ij - m_i)`` (torch's fused softmax), i.e. ``exp(s_ij - lse_i)`` with the row's
 log-sum-exp kept split as ``lse_i = m_i + log Σ_j exp(s_ij - m_i)`` (the online normaliser's two
 parts, Milakov & Gimelshein 2018, arXiv:1805.02867), one block of query rows at a time, where
 ``s = scaling · q kᵀ (+ softcap, + mask)`` is formed the way the model forms it (``q kᵀ`` in the
@@ -27,7 +27,7 @@ from torch import Tensor
 
 __all__ = ["exact_weights", "WEIGHTS_TILE"]
 
-#: scores (elements) of one row block (a block holds about three times that in temporaries)
+#: scores (elements) of one row block (a block holds about twice that in temporaries)
 WEIGHTS_TILE = 1 << 21
 
 
@@ -78,18 +78,20 @@ def exact_weights(
     for a in range(0, R, step):
         b = min(a + step, R)
         r = row_idx[a:b]
-        s = torch.matmul(q[:, :, a:b], k.transpose(-1, -2)) * scale_f  # (B, h, b-a, S), as the model forms it
+        s = torch.matmul(q[:, :, a:b], k.transpose(-1, -2)).mul_(scale_f)  # (B, h, b-a, S), as the model forms it
         if score_mod is not None:
             s = score_mod(s, torch.arange(B, device=dev).view(B, 1, 1, 1), head_idx.view(1, h, 1, 1),
                           r.view(1, 1, -1, 1), kv.view(1, 1, 1, S))
+        masked = mask is not None or causal
         if mask is not None:
             tile = mask.index_select(2, r) if mask.shape[2] != 1 else mask  # (B?, h?, b-a, S)
-            s = s.masked_fill(~tile, float("-inf")) if tile.dtype == torch.bool else s + tile.to(s.dtype)
+            s = s.masked_fill_(~tile, float("-inf")) if tile.dtype == torch.bool else s.add_(tile.to(s.dtype))
         if causal:
-            s = s.masked_fill(kv.view(1, S) > r.view(-1, 1), float("-inf"))
-        m = s.amax(dim=-1, keepdim=True)  # (B, h, b-a, 1); -inf for a row with no allowed key
-        e = torch.exp(s - torch.where(m == float("-inf"), torch.zeros_like(m), m))  # 0 where forbidden
-        total = e.sum(dim=-1, keepdim=True)
-        out[:, :, a:b] = (e / torch.where(total == 0, torch.ones_like(total), total)).to(out.dtype)  # empty row: 0
-        del s, m, e, total
+            s = s.masked_fill_(kv.view(1, S) > r.view(-1, 1), float("-inf"))
+        w = torch.softmax(s, dim=-1)  # exp(s - m) / Σ exp(s - m): the row max and sum kept apart
+        if masked:
+            empty = torch.isneginf(s).all(dim=-1, keepdim=True)  # (B, h, b-a, 1): no allowed key -> 0, not NaN
+            w = w.masked_fill_(empty, 0.0)
+        out[:, :, a:b] = w
+        del s, w
     return out
