@@ -71,7 +71,7 @@ NAME = "attnkit"
 
 #: model types the tests run through "attnkit" (any model whose class declares
 #: ``_supports_attention_backend`` routes its attention through the interface and works too)
-TESTED_TYPES = ("bert", "gpt2", "llama")
+TESTED_TYPES = ("bert", "gpt2", "llama", "mistral", "gemma2")
 
 _PURPOSE = "the Hugging Face integration"
 
