@@ -31,8 +31,9 @@ as it is; a float mask (``eager_mask`` or one a caller built) is additive, its
 ``finfo(dtype).min`` entries become -inf. A query row with no allowed key (left padding in a
 causal model) gets output 0 and weights 0, never NaN.
 
-``output_attentions=True`` returns exact weights rebuilt tile by tile by
-:func:`attnkit.functional.attention_weights` (no autograd graph: they are diagnostics); when
+``output_attentions=True`` returns exact weights rebuilt block by block from the row
+log-sum-exp by :func:`attnkit.integrations.weights.exact_weights` (the scores formed as the
+model forms them, normalised in float64; no autograd graph: they are diagnostics); when
 gradients are being recorded for the inputs, the weights come from
 ``attention(..., return_weights=True)`` instead, differentiable. Weights are those before
 dropout. The model is never switched to eager.
@@ -45,6 +46,7 @@ sinks (``s_aux``) and a paged cache (continuous batching).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import math
 import os
@@ -56,7 +58,8 @@ from torch import Tensor
 
 from ..core.optional import MissingExtra, install_hint, require
 from ..nn._common import attend
-from .recording import Recording, activate, active_recording, check_indices, exact_weights
+from .recording import Recording, activate, active_recording, check_indices
+from .weights import exact_weights
 
 __all__ = [
     "NAME", "register", "attnkit_attention", "exact_weights", "hf_mask", "load_model", "check_supported", "record",
@@ -68,7 +71,7 @@ NAME = "attnkit"
 
 #: model types the tests run through "attnkit" (any model whose class declares
 #: ``_supports_attention_backend`` routes its attention through the interface and works too)
-TESTED_TYPES = ("bert", "gpt2", "llama")
+TESTED_TYPES = ("bert", "gpt2", "llama", "mistral", "gemma2")
 
 _PURPOSE = "the Hugging Face integration"
 
@@ -151,6 +154,25 @@ def _with_bias(mask: Tensor | None, bias: Tensor, dtype: torch.dtype) -> Tensor:
     return bias + mask
 
 
+@functools.lru_cache(maxsize=None)
+def _collector() -> Any:
+    """transformers' collector of the outputs a ``capture_outputs`` forward was asked for (None if absent)."""
+    try:
+        return importlib.import_module("transformers.utils.output_capturing")._active_collector
+    except (ImportError, AttributeError):
+        return None
+
+
+def _wants_weights(kwargs: dict[str, Any]) -> bool:
+    """Whether the model asked for the weights: ``output_attentions=True`` reached the layer, or (GPT-2
+    pops that flag before its layers) the forward's output collector is gathering attentions."""
+    if kwargs.get("output_attentions", False):
+        return True
+    collector = _collector()
+    wanted = collector.get() if collector is not None else None
+    return bool(wanted) and any(k.endswith("attentions") for k in wanted)
+
+
 def attnkit_attention(
     module: torch.nn.Module,
     query: Tensor,
@@ -166,7 +188,8 @@ def attnkit_attention(
 
     Shapes: query (B, H, L, D), key / value (B, Hk, S, D) with H = Hk · groups, mask broadcastable
     to (B, H, L, S) -> output (B, L, H, D) and, with ``output_attentions=True`` in ``kwargs``,
-    weights (B, H, L, S) (None otherwise).
+    weights (B, H, L, S) (None otherwise; GPT-2 drops the flag before its layers, so the
+    forward's output collector is asked too).
     """
     if kwargs.get("s_aux") is not None:
         raise ValueError(
@@ -199,7 +222,7 @@ def attnkit_attention(
         "score_mod": None if softcap is None else _softcap(float(softcap)),
     }
     weights = None
-    if kwargs.get("output_attentions", False):
+    if _wants_weights(kwargs):
         if torch.is_grad_enabled() and (query.requires_grad or key.requires_grad):
             out, weights = attend(query, key, value, dropout_p=float(dropout), return_weights=True, **call)
         else:
@@ -209,7 +232,7 @@ def attnkit_attention(
         out = attend(query, key, value, dropout_p=float(dropout), **call)  # (B, H, L, D)
     rec = active_recording()
     if rec is not None:
-        rec.capture(module, query, key, value, weights=weights, **call)
+        rec.capture(module, query, key, weights=weights, **call)
     return out.transpose(1, 2).contiguous(), weights  # (B, L, H, D)
 
 
@@ -299,11 +322,26 @@ def load_model(
     model.eval()
     if device is not None:
         model.to(device)
+    return model, _tokenizer(tf, path)
+
+
+#: files of which one is in every folder a tokenizer was saved to
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model",
+                    "spiece.model", "sentencepiece.bpe.model")
+
+
+def _tokenizer(tf: Any, path: str | os.PathLike) -> Any:
+    """The folder's tokenizer; None when it holds none (AutoTokenizer would build an empty one from the
+    model's config); a one-line error when it holds one that cannot be read."""
+    folder = Path(str(path))
+    if folder.is_dir() and not any((folder / name).exists() for name in _TOKENIZER_FILES):
+        return None
     try:
-        tokenizer = tf.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError, TypeError, KeyError):
-        tokenizer = None
-    return model, tokenizer
+        return tf.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError, ImportError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"path={str(path)!r} holds a tokenizer that cannot be read ({first}); "
+                         "re-save it with tokenizer.save_pretrained(path)") from None
 
 
 # -- recording -------------------------------------------------------------------------------------------

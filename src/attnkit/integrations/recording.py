@@ -1,8 +1,8 @@
 """What :func:`attnkit.integrations.huggingface.record` keeps: the weights of chosen layers, heads and rows.
 
-The weights are exact softmax weights ``w_ij = exp(s_ij - lse_i)``, rebuilt tile by tile from the
+The weights are exact softmax weights ``w_ij = exp(s_ij - lse_i)``, rebuilt block by block from the
 row log-sum-exp (Milakov & Gimelshein 2018, arXiv:1805.02867) by
-:func:`attnkit.functional.attention_weights`, for the asked heads and query rows only: a
+:func:`attnkit.integrations.weights.exact_weights`, for the asked heads and query rows only: a
 recording of 2 heads of 1 layer holds B·2·L·S numbers, never the B·H·L·S of every layer. When
 the model also asked for every weight (``output_attentions=True``) the asked part is cut from
 those instead of being recomputed.
@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from ..functional import attention_weights
+from .weights import exact_weights
 
-__all__ = ["Recording", "active_recording", "activate", "check_indices", "exact_weights"]
+__all__ = ["Recording", "active_recording", "activate", "check_indices"]
 
 _ACTIVE: contextvars.ContextVar["Recording | None"] = contextvars.ContextVar("attnkit_hf_recording", default=None)
 
@@ -40,21 +40,6 @@ def check_indices(name: str, given: object, count: int, *, what: str) -> list[in
             f"valid indices are 0..{count - 1}; pass a non-empty list in that range or None for all"
         )
     return sorted(set(given))
-
-
-def exact_weights(query: Tensor, key: Tensor, value: Tensor, *, heads: Sequence[int] | None = None,
-                  **call: Any) -> Tensor:
-    """:func:`attnkit.functional.attention_weights` (B, h, L, S) in the query's dtype, rebuilt in
-    float64 for float32 inputs: ``exp(s - lse)`` in float32 carries the rounding of ``lse``
-    (about one unit in the last place of |lse|, ~1e-6 for weights near 1), in float64 only the
-    inputs' own. Half inputs are rebuilt in float32 already, far finer than their dtype."""
-    if query.dtype != torch.float32:
-        return attention_weights(query, key, value, heads=heads, **call)
-    mask = call.get("mask")
-    if mask is not None and mask.is_floating_point():
-        call = {**call, "mask": mask.double()}
-    w = attention_weights(query.double(), key.double(), value.double(), heads=heads, **call)
-    return w.to(torch.float32)
 
 
 @dataclasses.dataclass(eq=False)
@@ -96,7 +81,6 @@ class Recording:
         module: torch.nn.Module,
         query: Tensor,
         key: Tensor,
-        value: Tensor,
         *,
         mask: Tensor | None,
         causal: bool,
@@ -105,10 +89,7 @@ class Recording:
         weights: Tensor | None = None,
     ) -> None:
         """Keep the asked heads and rows of one call's weights (``weights``: all (B, H, L, S) of
-        them when the model asked for them too, else they are rebuilt for the asked part only).
-
-        ``score_mod`` must not read the query index (softcapping does not): rows are cut from
-        the query before the weights are rebuilt."""
+        them when the model asked for them too, else they are rebuilt for the asked part only)."""
         self.seen += 1
         layer = self.layer_of(module)
         heads = self.heads.get(layer)
@@ -131,35 +112,11 @@ class Recording:
             if rows is not None:
                 w = w[:, :, rows]  # (B, h, R, S)
         else:
-            w = self._rebuild(query, key, value, heads, rows, mask, causal, scale, score_mod)
+            w = exact_weights(query, key, heads=heads, rows=rows, mask=mask, causal=causal, scale=scale,
+                              score_mod=score_mod)  # (B, h, R, S)
         target = self.cross_weights if _is_cross(module) else self.weights
         target[layer] = w.detach().to(device="cpu", dtype=torch.float32)
         self.calls[layer] = self.calls.get(layer, 0) + 1
-
-    @staticmethod
-    def _rebuild(
-        query: Tensor, key: Tensor, value: Tensor, heads: list[int], rows: list[int] | None,
-        mask: Tensor | None, causal: bool, scale: float | None, score_mod: Callable[..., Tensor] | None,
-    ) -> Tensor:
-        """Exact weights (B, h, R, S) of heads ``heads`` and rows ``rows`` from the row log-sum-exp."""
-        if rows is None:
-            return exact_weights(query, key, value, heads=heads, mask=mask, causal=causal, scale=scale,
-                                 score_mod=score_mod)
-        S = key.shape[2]
-        idx = torch.tensor(rows, device=query.device)
-        q = query[:, :, idx]  # (B, H, R, E)
-        m = mask
-        if m is not None and m.dim() >= 2 and m.shape[-2] != 1:
-            m = m.index_select(m.dim() - 2, idx)  # (B, 1, R, S)
-        if causal:  # top-left: row r sees keys j <= r; explicit, since the rows are no longer 0..L-1
-            allowed = torch.arange(S, device=query.device)[None, :] <= idx[:, None]  # (R, S)
-            if m is None:
-                m = allowed
-            elif m.dtype == torch.bool:
-                m = m & allowed
-            else:
-                m = m.masked_fill(~allowed, float("-inf"))
-        return exact_weights(q, key, value, heads=heads, mask=m, scale=scale, score_mod=score_mod)
 
 
 def _is_cross(module: torch.nn.Module) -> bool:
