@@ -28,7 +28,7 @@ pytestmark = pytest.mark.package
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH = os.environ.get("ATTNKIT_TORCH", "torch==2.13.0")
-EXTRAS = {"data", "viz", "shakespeare", "triton", "all", "test", "docs"}
+EXTRAS = {"data", "viz", "shakespeare", "triton", "hf", "all", "test", "docs"}
 #: a small reverse task and model: seconds per command
 TINY = ["--task-option", "train=64", "--task-option", "valid=8", "--task-option", "test=8", "--task-option",
         "max_len=4", "--hidden-dim", "16", "--embed-dim", "8", "--batch-size", "16"]

@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "compare": "attnkit.cli.compare",
     "plot": "attnkit.cli.plot",
     "tasks": "attnkit.cli.tasks",
+    "explore": "attnkit.cli.explore",
 }
 
 

@@ -134,18 +134,14 @@ def build_spec(
             )
         if mask.device != query.device:
             raise ValueError(f"mask is on {mask.device} but query is on {query.device}; move it with .to()")
-        try:
-            if mask.dim() > 4:
-                raise RuntimeError
-            torch.broadcast_shapes(mask.shape, (B, H, L, S))
-            if torch.broadcast_shapes(mask.shape, (B, H, L, S)) != (B, H, L, S):
-                raise RuntimeError
-        except RuntimeError:
+        # broadcasts to (B, H, L, S) exactly: each trailing size 1 or equal (torch.broadcast_shapes, at a
+        # fraction of its cost on every masked call)
+        if mask.dim() > 4 or any(m != 1 and m != t for m, t in zip(reversed(mask.shape), (S, L, H, B))):
             raise ValueError(
                 f"mask has shape {_shape(mask)}, which does not broadcast to (B, H, L, S) = "
                 f"({B}, {H}, {L}, {S}); use (S,) for one key mask, (L, S), (B, 1, 1, S) for key padding "
                 "or (B, H, L, S)"
-            ) from None
+            )
         mask = mask[(None,) * (4 - mask.dim())]  # a view with leading 1s: every backend reads 4-D
 
     if causal is True:
