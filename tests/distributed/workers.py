@@ -14,7 +14,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from attnkit.core.scores import Score
-from attnkit.distributed import ring_attention, shard_sequence, unshard_sequence
+from attnkit.distributed import group as dgroup
+from attnkit.distributed import ring_attention, shard_sequence, ulysses_attention, unshard_sequence
 from attnkit.functional import attention
 
 #: seconds any collective may wait before the world gives up (a hang fails the test, never stalls the suite)
@@ -150,3 +151,104 @@ def roundtrip_case(rank: int, P: int, *, layout: str) -> dict[str, float]:
     want = P * shard_sequence(torch.arange(x.numel(), dtype=torch.float64).view_as(x), 1, layout)
     return {"equal": float(torch.equal(full.detach(), x.detach())),
             "grad": _max_over_ranks(_err(shard_sequence(x.grad, 1, layout), want))}
+
+
+def dropout_case(rank: int, P: int, *, score: str, causal: bool, layout: str, p: float = 0.3) -> dict[str, float]:
+    """With dropout the backward is still the derivative of the forward (each block redraws the same
+    keep-mask): the directional derivative from central differences, every rank moving together along
+    its own direction (float64), against sum over ranks of <grad, direction>."""
+    gen = torch.Generator().manual_seed(99)
+    B, H, L, E = 1, 2, 8 * P, 4
+    full = [torch.randn(B, H, L, E, generator=gen, dtype=torch.float64) for _ in range(3)]
+    dirs = [torch.randn(B, H, L, E, generator=gen, dtype=torch.float64) for _ in range(3)]
+    g = torch.randn(B, H, L, E, generator=gen, dtype=torch.float64)
+    sc, params = _score(score, H, E, 3, gen)
+    params = {n: t.detach().double() for n, t in params.items()}
+    x = [shard_sequence(t, 2, layout) for t in full]
+    d = [shard_sequence(t, 2, layout) for t in dirs]
+    gs = shard_sequence(g, 2, layout)
+
+    def loss(ts):
+        torch.manual_seed(7 + rank)  # the call's dropout seed: the same draw for each evaluation
+        out = ring_attention(*ts, score=sc, score_params=params or None, causal=causal, layout=layout, dropout_p=p)
+        return (out * gs).sum(), out
+
+    leaves = [t.clone().requires_grad_() for t in x]
+    val, out = loss(leaves)
+    grads = torch.autograd.grad(val, leaves)
+    eps = 1e-6
+    with torch.no_grad():
+        up = loss([a + eps * b for a, b in zip(x, d)])[0]
+        down = loss([a - eps * b for a, b in zip(x, d)])[0]
+        no_drop = ring_attention(*x, score=sc, score_params=params or None, causal=causal, layout=layout)
+    numeric = torch.tensor([float(up - down) / (2 * eps)], dtype=torch.float64)
+    analytic = torch.tensor([float(sum((gr * di).sum() for gr, di in zip(grads, d)))], dtype=torch.float64)
+    dist.all_reduce(numeric)
+    dist.all_reduce(analytic)
+    changed = torch.tensor([float((out.detach() - no_drop).abs().max())], dtype=torch.float64)
+    dist.all_reduce(changed, op=dist.ReduceOp.MIN)
+    return {"rel": float((numeric - analytic).abs() / analytic.abs().clamp_min(1e-12)), "changed": float(changed)}
+
+
+def ulysses_case(rank: int, P: int, *, score: str, causal: bool, layout: str, mask: str) -> dict[str, float]:
+    """ulysses_attention against single-process attention(): output and input gradients."""
+    gen = torch.Generator().manual_seed(5)
+    B, H, L, E = 2, 2 * P, 4 * P, 8
+    q, k, v, g = (torch.randn(B, H, L, E, generator=gen) for _ in range(4))
+    sc, _ = _score(score, H, E, 4, gen)
+    key_mask = None
+    if mask == "padding":
+        key_mask = torch.rand(B, L, generator=gen) > 0.3
+        key_mask[1] = False
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    ref = attention(*leaves, score=sc, causal=causal, mask=None if key_mask is None else key_mask[:, None, None, :])
+    ref_grads = torch.autograd.grad(ref, leaves, g)
+    shards = [shard_sequence(t, 2, layout).clone().requires_grad_() for t in (q, k, v)]
+    out = ulysses_attention(*shards, score=sc, causal=causal, layout=layout,
+                            mask=None if key_mask is None else shard_sequence(key_mask, 1, layout))
+    grads = torch.autograd.grad(out, shards, shard_sequence(g, 2, layout))
+    res = {"out": _max_over_ranks(_err(out, shard_sequence(ref, 2, layout)))}
+    for name, a, b in zip(("dq", "dk", "dv"), grads, ref_grads):
+        res[name] = _max_over_ranks(_err(a, shard_sequence(b, 2, layout)))
+    return res
+
+
+def bad_case(rank: int, P: int, *, which: str) -> dict[str, str]:
+    """The error text of one bad input (the same on every rank: none may hang)."""
+    x = torch.randn(1, 2, 4 * P, 4)
+    qkv = [shard_sequence(x, 2) for _ in range(3)]
+    try:
+        if which == "length":
+            shard_sequence(torch.randn(1, 2, 4 * P + 2, 4), 2)
+        elif which == "odd_shard":
+            ring_attention(*[t[:, :, :3] for t in qkv], layout="zigzag")
+        elif which == "mismatch":
+            n = 4 if rank == 0 else 2
+            ring_attention(*[t[:, :, :n] for t in qkv])
+        elif which == "mismatch_unshard":
+            unshard_sequence(torch.randn(2, 4 if rank == 0 else 6), 1)
+        elif which == "bottom_right":
+            ring_attention(*qkv, causal="bottom_right")
+        elif which == "query_mask":
+            ring_attention(*qkv, mask=torch.ones(qkv[0].shape[2], qkv[1].shape[2], dtype=torch.bool))
+        elif which == "location":
+            ring_attention(*qkv, score="location", score_params={"weight": torch.randn(64, 4)})
+        elif which == "causal_lengths":
+            ring_attention(qkv[0], qkv[1][:, :, :2], qkv[2][:, :, :2], causal=True)
+        elif which == "ulysses_heads":
+            ulysses_attention(*[torch.randn(1, 3, 4, 4) for _ in range(3)])
+        elif which == "ulysses_score":
+            ulysses_attention(*qkv, score="additive", score_params={
+                "w_q": torch.randn(3, 4), "w_k": torch.randn(3, 4), "v": torch.randn(3)})
+        elif which == "no_all_to_all":  # a backend without all_to_all (gloo before torch 2.6, say)
+            saved = dgroup.COLLECTIVES["gloo"]
+            dgroup.COLLECTIVES["gloo"] = saved - {"all_to_all"}
+            try:
+                ulysses_attention(*qkv)
+            finally:
+                dgroup.COLLECTIVES["gloo"] = saved
+        else:
+            raise AssertionError(which)
+    except (ValueError, TypeError) as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    return {"error": ""}

@@ -57,7 +57,7 @@ from torch.autograd.function import once_differentiable
 from ..backends.dispatch import allowed_backends, restrict_backends, select_backend
 from ..core.scores import Cosine, Score, get_score
 from ..functional.attention import build_spec
-from .group import RingComm, current_stats, agree_across_ranks, require_collective, resolve_group
+from .group import RingComm, agree_across_ranks, current_stats, require_collective, resolve_group
 from .layout import check_layout, chunk_ids
 
 __all__ = ["ring_attention", "LSE_BACKENDS", "merge_partial"]
