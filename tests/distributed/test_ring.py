@@ -24,6 +24,12 @@ CASES2 += [
                                         "backend": "chunked"}),
     ("user-chunked-causal-contiguous", {"score": "user", "causal": True, "layout": "contiguous", "mask": "none",
                                         "backend": "chunked"}),
+    ("scaled_dot-math-causal-zigzag-padding", {"score": "scaled_dot", "causal": True, "layout": "zigzag",
+                                               "mask": "padding", "backend": "math"}),
+    ("dot-sdpa-causal-contiguous-padding", {"score": "dot", "causal": True, "layout": "contiguous",
+                                            "mask": "padding", "backend": "sdpa"}),
+    ("float64-scaled_dot-full-zigzag-padding", {"score": "scaled_dot", "causal": False, "layout": "zigzag",
+                                                "mask": "padding", "dtype": torch.float64}),
     ("float64-additive-causal-zigzag", {"score": "additive", "causal": True, "layout": "zigzag", "mask": "padding",
                                         "dtype": torch.float64}),
 ]
@@ -45,6 +51,7 @@ BAD = {
     "causal_lengths": ["as many queries as keys"],
     "ulysses_heads": ["3 query heads", "divide by the 2 ranks", "ring_attention"],
     "ulysses_score": ["holds tensors", "use ring_attention"],
+    "sdpa_additive": ["backend='sdpa' runs the plain dot scores", "backend='auto'"],
     "no_all_to_all": ["needs all_to_all", "'gloo' does not implement", "use ring_attention"],
 }
 BAD_CASES = [(f"bad-{w}", {"fn": workers.bad_case, "which": w}) for w in BAD]

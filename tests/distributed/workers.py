@@ -235,6 +235,9 @@ def bad_case(rank: int, P: int, *, which: str) -> dict[str, str]:
             ring_attention(*qkv, score="location", score_params={"weight": torch.randn(64, 4)})
         elif which == "causal_lengths":
             ring_attention(qkv[0], qkv[1][:, :, :2], qkv[2][:, :, :2], causal=True)
+        elif which == "sdpa_additive":
+            ring_attention(*qkv, score="additive", backend="sdpa", score_params={
+                "w_q": torch.randn(3, 4), "w_k": torch.randn(3, 4), "v": torch.randn(3)})
         elif which == "ulysses_heads":
             ulysses_attention(*[torch.randn(1, 3, 4, 4) for _ in range(3)])
         elif which == "ulysses_score":

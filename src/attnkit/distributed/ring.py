@@ -54,6 +54,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ..backends import sdpa_lse
 from ..backends.dispatch import allowed_backends, restrict_backends, select_backend
 from ..core.scores import Cosine, Score, get_score
 from ..functional.attention import build_spec
@@ -100,6 +101,8 @@ class _Cfg:
     mask_bool: bool
     backends: tuple[str, ...]
     work: torch.dtype
+    fused: bool  # blocks on torch SDPA's CPU kernel with its lse (backends.sdpa_lse), else dispatch
+    scale_f: float
 
     def score_with(self, tensors: Sequence[Tensor]) -> Score:
         if not self.names:
@@ -179,15 +182,46 @@ def _forward(cfg: _Cfg, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor],
         t0 = time.perf_counter()
         kb, vb, mb = kv[0], kv[1], _unwire(cfg, kv)
         for q0, q1, k0, k1, causal in cfg.pieces(src, Lq, kb.shape[2]):
-            o_j, l_j = _block(cfg, q[:, :, q0:q1], kb[:, :, k0:k1], vb[:, :, k0:k1],
-                              None if mb is None else mb[..., k0:k1], causal, tensors,
-                              cfg.generator(q.device, src, q0, k0))
+            qs, ks, vs, ms = q[:, :, q0:q1], kb[:, :, k0:k1], vb[:, :, k0:k1], None if mb is None else mb[..., k0:k1]
+            if cfg.fused:
+                o_j, l_j = sdpa_lse.forward(qs.contiguous(), ks.contiguous(), vs.contiguous(), ms, causal, cfg.scale_f)
+            else:
+                o_j, l_j = _block(cfg, qs, ks, vs, ms, causal, tensors, cfg.generator(q.device, src, q0, k0))
             out[:, :, q0:q1], lse[:, :, q0:q1] = merge_partial(out[:, :, q0:q1], lse[:, :, q0:q1], o_j,
                                                                l_j.to(cfg.work))
         _timed(t0)
         if pending is not None:
             kv = pending.wait()
     return out, lse
+
+
+def _block_grads(cfg: _Cfg, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], causal: bool,
+                 tensors: Sequence[Tensor], out: Tensor, lse: Tensor, dout: Tensor, needs: Sequence[bool],
+                 gen: Optional[torch.Generator]) -> tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor],
+                                                          list[Optional[Tensor]]]:
+    """Gradients (dq, dk, dv, [d score tensors]) of one block given the merged ``out``, ``lse`` (module docstring)."""
+    need_q, need_k, need_v, *need_t = needs
+    if cfg.fused:  # the kernel's backward reads the merged (out, lse): no recomputed forward
+        gq, gk, gv = sdpa_lse.backward(dout.to(q.dtype), q.contiguous(), k.contiguous(), v.contiguous(),
+                                       out.to(q.dtype), lse, mask, causal, cfg.scale_f)
+        return gq, gk, gv, []
+    w = cfg.work
+    with torch.enable_grad():
+        ql = q.detach().requires_grad_(need_q)
+        kl = k.detach().requires_grad_(need_k)
+        vl = v.detach().requires_grad_(need_v)
+        tl = [t.detach().requires_grad_(n) for t, n in zip(tensors, need_t)]
+        o_j, l_j = _block(cfg, ql, kl, vl, mask, causal, tl, gen)
+        leaves = [ql, kl, vl, *tl]
+        inputs = [x for x in leaves if x.requires_grad]
+        if not inputs:
+            return None, None, None, [None] * len(tl)
+        wj = _safe_exp(l_j.detach().to(w), lse)  # (B, H, lq)
+        g_out = (wj.unsqueeze(-1) * dout).to(o_j.dtype)
+        g_lse = wj * (dout * (o_j.detach().to(w) - out)).sum(-1)
+        grads = iter(torch.autograd.grad((o_j, l_j), inputs, (g_out, g_lse.to(l_j.dtype)), allow_unused=True))
+    got = [next(grads) if x.requires_grad else None for x in leaves]
+    return got[0], got[1], got[2], got[3:]
 
 
 def _backward(cfg: _Cfg, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], tensors: Sequence[Tensor],
@@ -209,32 +243,16 @@ def _backward(cfg: _Cfg, q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor]
         dk_b = torch.zeros(kb.shape, dtype=w, device=kb.device) if need_kv else None
         dv_b = torch.zeros(vb.shape, dtype=w, device=vb.device) if need_kv else None
         for q0, q1, k0, k1, causal in cfg.pieces(src, Lq, kb.shape[2]):
-            with torch.enable_grad():
-                ql = q[:, :, q0:q1].detach().requires_grad_(need_q)
-                kl = kb[:, :, k0:k1].detach().requires_grad_(need_k)
-                vl = vb[:, :, k0:k1].detach().requires_grad_(need_v)
-                tl = [t.detach().requires_grad_(n) for t, n in zip(tensors, need_t)]
-                o_j, l_j = _block(cfg, ql, kl, vl, None if mb is None else mb[..., k0:k1], causal, tl,
-                                  cfg.generator(q.device, src, q0, k0))
-                inputs = [x for x in (ql, kl, vl, *tl) if x.requires_grad]
-                if not inputs:
-                    continue
-                wj = _safe_exp(l_j.detach().to(w), lse[:, :, q0:q1])  # (B, H, lq)
-                do = dout[:, :, q0:q1]  # (B, H, lq, Ev)
-                g_out = (wj.unsqueeze(-1) * do).to(o_j.dtype)
-                g_lse = wj * (do * (o_j.detach().to(w) - out[:, :, q0:q1])).sum(-1)
-                grads = list(torch.autograd.grad((o_j, l_j), inputs, (g_out, g_lse.to(l_j.dtype)),
-                                                 allow_unused=True))
-            for leaf, acc, sl in ((ql, dq, (q0, q1)), (kl, dk_b, (k0, k1)), (vl, dv_b, (k0, k1))):
-                if leaf.requires_grad:
-                    g = grads.pop(0)
-                    if g is not None and acc is not None:
-                        acc[:, :, sl[0]:sl[1]] += g.to(w)
-            for t, acc in zip(tl, dts):
-                if t.requires_grad:
-                    g = grads.pop(0)
-                    if g is not None and acc is not None:
-                        acc += g.to(w)
+            gq, gk, gv, gts = _block_grads(cfg, q[:, :, q0:q1], kb[:, :, k0:k1], vb[:, :, k0:k1],
+                                           None if mb is None else mb[..., k0:k1], causal, tensors,
+                                           out[:, :, q0:q1], lse[:, :, q0:q1], dout[:, :, q0:q1], needs,
+                                           cfg.generator(q.device, src, q0, k0))
+            for g, acc, a, b in ((gq, dq, q0, q1), (gk, dk_b, k0, k1), (gv, dv_b, k0, k1)):
+                if g is not None and acc is not None:
+                    acc[:, :, a:b] += g.to(w)
+            for g, acc in zip(gts, dts):
+                if g is not None and acc is not None:
+                    acc += g.to(w)
         _timed(t0)
         if need_kv and cfg.comm is not None:
             if dkv_pending is not None:  # the accumulators of this block from the ranks it visited before
@@ -331,7 +349,9 @@ def ring_attention(
         dropout_p: dropout on the weights (reproducible per block in the backward).
         scale: None = the score's default.
         group: the context-parallel process group (None: the world).
-        backend: "auto" (dispatch among :data:`LSE_BACKENDS`) or one of them by name.
+        backend: "auto": the plain dot scores on torch SDPA's CPU kernel with its log-sum-exp
+            (:mod:`attnkit.backends.sdpa_lse`: its backward reads the merged output, no recomputation),
+            every other call through dispatch among :data:`LSE_BACKENDS`; or "sdpa" or one of those by name.
 
     Returns: (B, H, L, Ev) (3-D in, (B, L, Ev) out).
     """
@@ -372,14 +392,20 @@ def ring_attention(
         raise ValueError(f"{what}: causal=True needs as many queries as keys per rank (self-attention), got "
                          f"q {Lq} and k {Sk} positions")
     allowed = allowed_backends()
-    if backend != "auto":
+    fused = (backend in ("auto", "sdpa") and (allowed is None or "sdpa" in allowed)
+             and sdpa_lse.takes(q, k, sc, float(dropout_p)))
+    if backend == "sdpa" and not fused:
+        raise ValueError(f"{what}: backend='sdpa' runs the plain dot scores ('dot', 'scaled_dot') on CPU without "
+                         f"dropout, with as many key heads as query heads, in {[str(d) for d in sdpa_lse.DTYPES]}; "
+                         "pass backend='auto'")
+    if backend not in ("auto", "sdpa"):
         if backend not in LSE_BACKENDS:
-            raise ValueError(f"{what}: backend={backend!r} returns no differentiable log-sum-exp; pass 'auto' "
+            raise ValueError(f"{what}: backend={backend!r} returns no log-sum-exp to merge; pass 'auto', 'sdpa' "
                              f"or one of {LSE_BACKENDS}")
-        names = (backend,)
+        names: tuple[str, ...] = (backend,)
     else:
         names = tuple(n for n in LSE_BACKENDS if allowed is None or n in allowed)
-    if not names:
+    if not names and not fused:
         raise ValueError(f"{what}: restrict_backends{allowed} leaves none of {LSE_BACKENDS}, the backends that "
                          "return a log-sum-exp to merge; allow 'chunked' or 'math'")
     require_collective(group, "isend_irecv", what)
@@ -395,6 +421,7 @@ def ring_attention(
     seed = int(torch.randint(0, 2**62, ())) if dropout_p > 0 else 0
     cfg = _Cfg(sc, names_t, scale, causal_b, layout, P, rank, RingComm(group, P, rank) if P > 1 else None,
                float(dropout_p), seed, m4 is not None and m4.dtype == torch.bool, names,
-               torch.float64 if q.dtype == torch.float64 else torch.float32)
+               torch.float64 if q.dtype == torch.float64 else torch.float32, fused,
+               float(scale) if scale is not None else sc.default_scale(q, k))
     out = _RingFunction.apply(cfg, q, k, v, m4, *tensors)  # (B, H, L, Ev)
     return out.squeeze(1) if three_d else out
