@@ -2,8 +2,9 @@
 
 Ring attention (Liu et al. 2023, arXiv:2310.01889) with the zigzag layout (Brandon et al. 2023,
 arXiv:2311.09431) through ``attnkit.distributed.ring_attention``, forward + backward, B=1, H=1,
-E=D=128, at world sizes 1, 2, 4 (each a fresh set of processes, gloo over loopback, ``--threads``
-torch threads per rank). Per configuration, one warm-up step (compilation of the additive tiles),
+E=D=128, at world sizes 1, 2, 4 (each a fresh set of processes, gloo over loopback,
+``max(1, --threads // P)`` torch threads per rank: the machine's cores shared out). Per configuration,
+one warm-up step (compilation of the additive tiles),
 then ``--repeats`` measured steps, each rank's peak resident memory above its resident set before
 the step (``attnkit.bench.memory``: VmHWM reset per step, glibc returning freed blocks), the step's
 wall time, and the share of it each rank spent waiting for a transfer
@@ -191,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--worlds", default="1,2,4")
     ap.add_argument("--scores", default="additive,scaled_dot")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads per rank")
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
+                    help="torch threads in all: max(1, threads // P) per rank, all of them for the single process")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--no-causal", dest="causal", action="store_false")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ring_cpu.json"))
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                  else peer["error"].splitlines()[-1]) + f"  load {peer['load'][0][0]:.1f}", flush=True)
         results["runs"].append({"score": score, "kind": "single_process_attention", **peer})
         for P in worlds:
-            r = run_world(P, job)
+            r = run_world(P, {**job, "threads": max(1, args.threads // P)})
             results["runs"].append({"score": score, "kind": "ring", **r})
             if "error" in r:
                 print(f"{score}: ring P={P}: {r['error'].splitlines()[-1]}", flush=True)

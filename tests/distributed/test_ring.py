@@ -44,6 +44,8 @@ BAD = {
     "length": ["length 10", "4 equal chunks", "pad it to a multiple of 4"],
     "odd_shard": ["positive multiple of 2", "shard_sequence"],
     "mismatch": ["shards differ across ranks", "rank 0: q=(1, 2, 4, 4)", "rank 1: q=(1, 2, 2, 4)"],
+    "one_rank_refuses": ["rank(s) 1 refused their inputs"],
+    "one_rank_refuses_ulysses": ["rank(s) 1 refused their inputs"],
     "mismatch_unshard": ["shards differ across ranks", "x=(2, 4)", "x=(2, 6)"],
     "bottom_right": ["causal must be True, False or 'top_left'"],
     "query_mask": ["mask over this rank's keys", "causal=True"],
@@ -72,9 +74,12 @@ CASES4 = [
 ]
 
 
+README = [("readme", {"fn": workers.readme_case})]
+
+
 @pytest.fixture(scope="module")
 def world2() -> dict:
-    return workers.launch(2, workers.ring_cases, CASES2 + ULYSSES + DROPOUT + ROUNDTRIP + BAD_CASES)
+    return workers.launch(2, workers.ring_cases, CASES2 + ULYSSES + DROPOUT + ROUNDTRIP + BAD_CASES + README)
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +125,12 @@ def test_bad_input_raises_before_any_collective_hangs(world2, which):
     assert err, f"{which}: no error raised"
     for words in BAD[which]:
         assert words in err, err
+
+
+def test_readme_snippet_runs_and_matches_one_process(world2):
+    res = world2["readme"]
+    assert "error" not in res, res["error"]
+    assert res["out"] <= TOL and res["grad"] == 1.0, res
 
 
 def test_uninitialised_group_names_the_fix():

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import socket
 import traceback
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -225,6 +227,10 @@ def bad_case(rank: int, P: int, *, which: str) -> dict[str, str]:
         elif which == "mismatch":
             n = 4 if rank == 0 else 2
             ring_attention(*[t[:, :, :n] for t in qkv])
+        elif which == "one_rank_refuses":  # rank 1's own checks fail; rank 0 must not wait for it
+            ring_attention(*qkv, causal=True if rank == 0 else "sideways")
+        elif which == "one_rank_refuses_ulysses":
+            ulysses_attention(*qkv, layout="zigzag" if rank == 0 else "spiral")
         elif which == "mismatch_unshard":
             unshard_sequence(torch.randn(2, 4 if rank == 0 else 6), 1)
         elif which == "bottom_right":
@@ -255,3 +261,15 @@ def bad_case(rank: int, P: int, *, which: str) -> dict[str, str]:
     except (ValueError, TypeError) as e:
         return {"error": f"{type(e).__name__}: {e}"}
     return {"error": ""}
+
+
+def readme_case(rank: int, P: int) -> dict[str, float]:
+    """The README's ring_attention snippet, run as printed on every rank; its gathered output against
+    single-process attention() on the same tensors."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "ring_attention(q, k, v," in b]
+    ns: dict = {}
+    exec(compile(block, "README.md[ring_attention]", "exec"), ns)  # noqa: S102  (the README's own code)
+    ref = attention(ns["q_full"], ns["k_full"], ns["v_full"], score="additive", score_params=ns["p"], causal=True,
+                    mask=ns["key_allowed"][:, None, None, :])
+    return {"out": _max_over_ranks(_err(ns["full"], ref)), "grad": float(ns["q"].grad is not None)}

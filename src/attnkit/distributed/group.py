@@ -28,6 +28,7 @@ __all__ = [
     "resolve_group",
     "require_collective",
     "agree_across_ranks",
+    "shape_of",
     "RingComm",
     "RingStats",
     "ring_stats",
@@ -85,10 +86,18 @@ def require_collective(group: Optional[dist.ProcessGroup], collective: str, what
         )
 
 
-def agree_across_ranks(group: Optional[dist.ProcessGroup], what: str, fields: dict[str, Sequence[int]]) -> None:
-    """All-gather ``fields`` (name -> small integer tuple, e.g. a shape) and raise the same
-    ValueError on every rank if any rank differs. One all_gather of one int64 vector."""
-    flat: list[int] = []
+def shape_of(x: object) -> tuple[int, ...]:
+    """A tensor's shape for :func:`agree_across_ranks`; (-1,) for anything else (None: no tensor)."""
+    return tuple(x.shape) if isinstance(x, Tensor) else (-1,)
+
+
+def agree_across_ranks(group: Optional[dist.ProcessGroup], what: str, fields: dict[str, Sequence[int]],
+                       error: Optional[Exception] = None) -> None:
+    """All-gather ``fields`` (name -> small integer tuple, e.g. a shape) and whether this rank's own
+    checks passed (``error``: the exception they raised, None if they passed), then raise on every
+    rank if any rank failed its checks or differs: a rank whose inputs were refused re-raises its own
+    error, the others name it. Two all_gathers of small int64 vectors; never leaves a rank waiting."""
+    flat: list[int] = [0 if error is None else 1]
     for vals in fields.values():
         flat.append(len(vals))
         flat.extend(int(x) for x in vals)
@@ -102,11 +111,17 @@ def agree_across_ranks(group: Optional[dist.ProcessGroup], what: str, fields: di
     gathered = [torch.empty_like(mine) for _ in range(P)]
     dist.all_gather(gathered, mine, group=group)
     rows = [g.tolist() for g in gathered]
+    if error is not None:
+        raise error
+    refused = [r for r, row in enumerate(rows) if row[0] != 0]
+    if refused:
+        raise ValueError(f"{what}: rank(s) {', '.join(map(str, refused))} refused their inputs (their error says "
+                         "why); every rank must pass valid shards of the same tensors")
     if all(r == rows[0] for r in rows):
         return
     per_rank = []
     for r, row in enumerate(rows):
-        i, parts = 0, []
+        i, parts = 1, []
         for name in fields:
             if i >= len(row) or row[i] < 0:
                 break

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .group import agree_across_ranks, require_collective, resolve_group
+from .group import agree_across_ranks, require_collective, resolve_group, shape_of
 
 __all__ = ["LAYOUTS", "chunk_ids", "num_chunks", "shard_sequence", "unshard_sequence", "shard_positions",
            "check_layout"]
@@ -122,12 +122,17 @@ def unshard_sequence(x: Tensor, dim: int, layout: str = "zigzag",
     are checked to agree across ranks first.
     """
     what = "unshard_sequence"
-    check_layout(layout)
-    d = _dim(x, dim, what)
     group, P, rank = resolve_group(group, what)
     require_collective(group, "all_gather", what)
-    agree_across_ranks(group, what, {"x": tuple(x.shape), "dim": (d,)})
-    if layout == "zigzag" and x.shape[d] % 2:
-        raise ValueError(f"{what}: a zigzag shard holds 2 chunks, so its length along dim {dim} must be even; got "
-                         f"{x.shape[d]} (cut it with shard_sequence)")
+    error: Optional[Exception] = None
+    d = -1
+    try:  # this rank's checks; a refusal on one rank is announced to all by agree_across_ranks
+        check_layout(layout)
+        d = _dim(x, dim, what)
+        if layout == "zigzag" and x.shape[d] % 2:
+            raise ValueError(f"{what}: a zigzag shard holds 2 chunks, so its length along dim {dim} must be even; "
+                             f"got {x.shape[d]} (cut it with shard_sequence)")
+    except (ValueError, TypeError) as e:
+        error = e
+    agree_across_ranks(group, what, {"x": shape_of(x), "dim": (d,)}, error=error)
     return _Unshard.apply(x, d, layout, group, P, rank)

@@ -10,19 +10,24 @@ arXiv:1805.02867), in float32:
 ``lse = logaddexp(lse, lse_j)``,  ``o = exp(lse_old - lse) · o + exp(lse_j - lse) · o_j``,
 
 with ``exp(-inf - x) = 0`` written out, so a query row with no allowed key keeps o = 0, lse = -inf
-(never NaN from ``-inf - -inf``). The merge does not care how the scores were made: each block
-``(o_j, lse_j)`` is computed by what attnkit's dispatch picks among the backends that return a
-differentiable log-sum-exp (``chunked`` for additive and user scores and large dot blocks, ``math``
-for small blocks; torch SDPA returns no log-sum-exp and is not among them).
+(never NaN from ``-inf - -inf``). The merge does not care how the scores were made. Each block
+``(o_j, lse_j)`` comes from:
+
+* the plain dot scores (``dot``, ``scaled_dot``; no dropout, as many key heads as query heads, CPU):
+  torch SDPA's fused kernel with its log-sum-exp (:mod:`attnkit.backends.sdpa_lse`);
+* every other call: what attnkit's dispatch picks among the backends that return a differentiable
+  log-sum-exp (``chunked`` for additive and user scores and large blocks, ``math`` for small ones).
 
 Backward (its own ``autograd.Function``): K/V travel the ring again with their gradient
-accumulators; each block is recomputed with autograd from the inputs (nothing of size (L, S) is
-kept between blocks) and given the gradients of the merge,
+accumulators, which arrive back at rank j after P exchanges. Nothing of size (L, S) is kept
+between blocks. On the fused path each block's gradients come from the kernel's FlashAttention-2
+backward given the merged (O, lse) (as in ring-flash-attention); otherwise the block is recomputed
+with autograd from the inputs and given the gradients of the merge,
 
 ``∂/∂o_j = w_j · dO``,  ``∂/∂lse_j = w_j · (dO · (o_j - o))``,  ``w_j = exp(lse_j - lse)``,
 
-so every backend's own backward (chunked's recomputing FlashAttention-2 backward included) runs
-unchanged. The accumulated dK_j, dV_j arrive back at rank j after P exchanges.
+so every backend's own backward (chunked's recomputing backward included) runs unchanged, at the
+price of one more forward of the block.
 
 Score tensors (additive's ``w_q``, ``w_k``, ``v``; general's ``weight``) get this rank's share of
 their gradient: the gradient of the loss of this rank's queries, which includes their use on the
@@ -58,7 +63,7 @@ from ..backends import sdpa_lse
 from ..backends.dispatch import allowed_backends, restrict_backends, select_backend
 from ..core.scores import Cosine, Score, get_score
 from ..functional.attention import build_spec
-from .group import RingComm, agree_across_ranks, current_stats, require_collective, resolve_group
+from .group import RingComm, agree_across_ranks, current_stats, require_collective, resolve_group, shape_of
 from .layout import check_layout, chunk_ids
 
 __all__ = ["ring_attention", "LSE_BACKENDS", "merge_partial"]
@@ -66,7 +71,8 @@ __all__ = ["ring_attention", "LSE_BACKENDS", "merge_partial"]
 #: backends whose AttentionResult carries a log-sum-exp that autograd can differentiate
 LSE_BACKENDS = ("chunked", "math", "reference")
 
-_NO_MASK = -1
+#: layout name -> the code agree_across_ranks compares
+LAYOUT_CODES = {"zigzag": 0, "contiguous": 1}
 
 
 def _safe_exp(a: Tensor, b: Tensor) -> Tensor:
@@ -319,44 +325,10 @@ def _key_mask(mask: Any, B: int, H: int, S: int) -> Optional[Tensor]:
     return m.contiguous()
 
 
-def ring_attention(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    *,
-    score: str | Score = "scaled_dot",
-    score_params: Mapping[str, Any] | None = None,
-    causal: bool | str = False,
-    layout: str = "zigzag",
-    mask: Optional[Tensor] = None,
-    dropout_p: float = 0.0,
-    scale: Optional[float] = None,
-    group: Optional[dist.ProcessGroup] = None,
-    backend: str = "auto",
-) -> Tensor:
-    """This rank's shard of ``attention(q_full, k_full, v_full, ...)`` (see the module docstring).
-
-    Args:
-        q: (B, H, L, E) this rank's queries (3-D (B, L, E): one head), cut by ``shard_sequence``.
-        k, v: (B, Hk, S, E), (B, Hk, S, Ev) this rank's keys and values (Hk divides H).
-        score, score_params: any score of :mod:`attnkit.core.scores` (a name with its tensors, or an
-            instance), user scores included; not ``location`` (its weights index key positions) nor a
-            per-query cosine ``beta``.
-        causal: True / "top_left": query i sees keys j <= i in global positions (needs L == S).
-        layout: "zigzag" (causal load balance) or "contiguous", as the shards were cut.
-        mask: this rank's key mask, (S,), (B, S) or (B, H, 1, S): bool (True = may be attended) or a float
-            bias; it travels the ring with the keys.
-        dropout_p: dropout on the weights (reproducible per block in the backward).
-        scale: None = the score's default.
-        group: the context-parallel process group (None: the world).
-        backend: "auto": the plain dot scores on torch SDPA's CPU kernel with its log-sum-exp
-            (:mod:`attnkit.backends.sdpa_lse`: its backward reads the merged output, no recomputation),
-            every other call through dispatch among :data:`LSE_BACKENDS`; or "sdpa" or one of those by name.
-
-    Returns: (B, H, L, Ev) (3-D in, (B, L, Ev) out).
-    """
-    what = "ring_attention"
-    group, P, rank = resolve_group(group, what)
+def _prepare(what: str, P: int, rank: int, q: Any, k: Any, v: Any, score: Any, score_params: Any, causal: Any,
+             layout: Any, mask: Any, dropout_p: Any, scale: Any, backend: Any) -> tuple:
+    """This rank's checks of :func:`ring_attention`'s arguments (no collective): the 4-D shards, the score,
+    the key mask (B|1, H|1, 1, S), causal, the block backends and whether the fused path runs."""
     check_layout(layout)
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, Tensor):
@@ -408,14 +380,62 @@ def ring_attention(
     if not names and not fused:
         raise ValueError(f"{what}: restrict_backends{allowed} leaves none of {LSE_BACKENDS}, the backends that "
                          "return a log-sum-exp to merge; allow 'chunked' or 'math'")
+    return three_d, q, k, v, sc, m4, causal_b, names, fused
+
+
+def ring_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    score: str | Score = "scaled_dot",
+    score_params: Mapping[str, Any] | None = None,
+    causal: bool | str = False,
+    layout: str = "zigzag",
+    mask: Optional[Tensor] = None,
+    dropout_p: float = 0.0,
+    scale: Optional[float] = None,
+    group: Optional[dist.ProcessGroup] = None,
+    backend: str = "auto",
+) -> Tensor:
+    """This rank's shard of ``attention(q_full, k_full, v_full, ...)`` (see the module docstring).
+
+    Args:
+        q: (B, H, L, E) this rank's queries (3-D (B, L, E): one head), cut by ``shard_sequence``.
+        k, v: (B, Hk, S, E), (B, Hk, S, Ev) this rank's keys and values (Hk divides H).
+        score, score_params: any score of :mod:`attnkit.core.scores` (a name with its tensors, or an
+            instance), user scores included; not ``location`` (its weights index key positions) nor a
+            per-query cosine ``beta``.
+        causal: True / "top_left": query i sees keys j <= i in global positions (needs L == S).
+        layout: "zigzag" (causal load balance) or "contiguous", as the shards were cut.
+        mask: this rank's key mask, (S,), (B, S) or (B, H, 1, S): bool (True = may be attended) or a float
+            bias; it travels the ring with the keys.
+        dropout_p: dropout on the weights (reproducible per block in the backward).
+        scale: None = the score's default.
+        group: the context-parallel process group (None: the world).
+        backend: "auto": the plain dot scores on torch SDPA's CPU kernel with its log-sum-exp
+            (:mod:`attnkit.backends.sdpa_lse`: its backward reads the merged output, no recomputation),
+            every other call through dispatch among :data:`LSE_BACKENDS`; or "sdpa" or one of those by name.
+
+    Returns: (B, H, L, Ev) (3-D in, (B, L, Ev) out).
+    """
+    what = "ring_attention"
+    group, P, rank = resolve_group(group, what)
     require_collective(group, "isend_irecv", what)
-    dtype_code = [torch.float16, torch.bfloat16, torch.float32, torch.float64].index(q.dtype) \
-        if q.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64) else 9
+    error: Optional[Exception] = None
+    try:  # every local check; a refusal on one rank is announced to all by agree_across_ranks
+        prep = _prepare(what, P, rank, q, k, v, score, score_params, causal, layout, mask, dropout_p, scale, backend)
+    except (ValueError, TypeError) as e:
+        error, prep = e, None
+    dtypes = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+    code = [dtypes.index(t.dtype) if isinstance(t, Tensor) and t.dtype in dtypes else 9 for t in (q, k, v)]
+    lay = LAYOUT_CODES.get(layout, 9) if isinstance(layout, str) else 9
     agree_across_ranks(group, what, {
-        "q": tuple(q.shape), "k": tuple(k.shape), "v": tuple(v.shape),
-        "mask": tuple(m4.shape) if m4 is not None else (_NO_MASK,),
-        "dtype/causal/layout": (dtype_code, int(causal_b), ["zigzag", "contiguous"].index(layout)),
-    })
+        "q": shape_of(q), "k": shape_of(k), "v": shape_of(v), "mask": shape_of(mask),
+        "dtypes/causal/layout": (*code, int(bool(causal)), lay),
+    }, error=error)
+    assert prep is not None
+    three_d, q, k, v, sc, m4, causal_b, names, fused = prep
     names_t = tuple(n for n, t in vars(sc).items() if isinstance(t, Tensor))
     tensors = [getattr(sc, n) for n in names_t]
     seed = int(torch.randint(0, 2**62, ())) if dropout_p > 0 else 0

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ..core.scores import Score, get_score
 from ..functional.attention import attention
-from .group import agree_across_ranks, require_collective, resolve_group
+from .group import agree_across_ranks, require_collective, resolve_group, shape_of
 from .layout import _assemble, check_layout, chunk_ids, unshard_sequence
 
 __all__ = ["ulysses_attention"]
@@ -47,30 +47,10 @@ def _heads_to_seq(x: Tensor, layout: str, P: int, group: Optional[dist.ProcessGr
     return torch.cat(list(recv), 1)  # (B, H, L/P, Ev)
 
 
-def ulysses_attention(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    *,
-    score: str | Score = "scaled_dot",
-    score_params: Mapping[str, Any] | None = None,
-    causal: bool | str = False,
-    layout: str = "zigzag",
-    mask: Optional[Tensor] = None,
-    dropout_p: float = 0.0,
-    scale: Optional[float] = None,
-    group: Optional[dist.ProcessGroup] = None,
-) -> Tensor:
-    """This rank's shard (B, H, L/P, Ev) of full attention, by two all-to-alls (see the module docstring).
-
-    Arguments as :func:`attnkit.distributed.ring_attention`; ``mask`` is this rank's (B, S/P) bool key
-    mask. Scores that learn tensors (additive, general) are refused: their per-head tensors would have
-    to be cut to each rank's heads; :func:`ring_attention` runs them.
-    """
-    what = "ulysses_attention"
-    group, P, rank = resolve_group(group, what)
+def _check(what: str, P: int, rank: int, q: Any, k: Any, v: Any, score: Any, score_params: Any, layout: Any,
+           mask: Any) -> Score:
+    """This rank's checks of :func:`ulysses_attention`'s arguments (no collective); the score."""
     check_layout(layout)
-    require_collective(group, "all_to_all", what, instead="ring_attention, which needs only isend/irecv")
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, Tensor) or t.dim() != 4:
             got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
@@ -93,8 +73,40 @@ def ulysses_attention(
         got = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, Tensor) else type(mask).__name__
         raise ValueError(f"{what}: mask must be this rank's bool key mask (B, S) = ({q.shape[0]}, {k.shape[2]}), "
                          f"got {got}")
-    agree_across_ranks(group, what, {"q": tuple(q.shape), "k": tuple(k.shape), "v": tuple(v.shape),
-                                     "mask": tuple(mask.shape) if mask is not None else (-1,)})
+    return sc
+
+
+def ulysses_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    score: str | Score = "scaled_dot",
+    score_params: Mapping[str, Any] | None = None,
+    causal: bool | str = False,
+    layout: str = "zigzag",
+    mask: Optional[Tensor] = None,
+    dropout_p: float = 0.0,
+    scale: Optional[float] = None,
+    group: Optional[dist.ProcessGroup] = None,
+) -> Tensor:
+    """This rank's shard (B, H, L/P, Ev) of full attention, by two all-to-alls (see the module docstring).
+
+    Arguments as :func:`attnkit.distributed.ring_attention`; ``mask`` is this rank's (B, S/P) bool key
+    mask. Scores that learn tensors (additive, general) are refused: their per-head tensors would have
+    to be cut to each rank's heads; :func:`ring_attention` runs them.
+    """
+    what = "ulysses_attention"
+    group, P, rank = resolve_group(group, what)
+    require_collective(group, "all_to_all", what, instead="ring_attention, which needs only isend/irecv")
+    error: Optional[Exception] = None
+    sc: Optional[Score] = None
+    try:  # every local check; a refusal on one rank is announced to all by agree_across_ranks
+        sc = _check(what, P, rank, q, k, v, score, score_params, layout, mask)
+    except (ValueError, TypeError) as e:
+        error = e
+    agree_across_ranks(group, what, {"q": shape_of(q), "k": shape_of(k), "v": shape_of(v), "mask": shape_of(mask)},
+                       error=error)
     qh, kh, vh = (_seq_to_heads(t, layout, P, group) for t in (q, k, v))  # (B, H/P, L, E)
     full_mask = None
     if mask is not None:
