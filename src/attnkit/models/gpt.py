@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..distributed.context import ContextParallel, as_context_parallel, current_context_parallel, use_context_parallel
 from ..nn.kv_cache import KVCache
 from . import decoding
 from .layers import POSITIONAL, StackConfig, TransformerLayer, attention_options, check_int, init_gpt_style
@@ -66,13 +67,17 @@ class _LMState(NamedTuple):
 class GPT(nn.Module):
     """Decoder-only Transformer language model (see the module docstring).
 
-    ``GPT(GPTConfig(...))``, or ``GPT(vocab_size, **fields)`` for short.
+    ``GPT(GPTConfig(...))``, or ``GPT(vocab_size, **fields)`` for short. ``context_parallel``
+    (a :class:`~attnkit.distributed.ContextParallel` or a process group; not part of the config):
+    :meth:`forward` / :meth:`loss` take the full (B, T) ids on every rank and run each rank's
+    shard of the positions (ring attention across the group), logits (B, T/P, V) for the shard.
     """
 
     config_class = GPTConfig
 
-    def __init__(self, config: GPTConfig | int, /, **fields: Any) -> None:
+    def __init__(self, config: GPTConfig | int, /, *, context_parallel: Any = None, **fields: Any) -> None:
         super().__init__()
+        self.context_parallel: Optional[ContextParallel] = as_context_parallel(context_parallel)
         cfg = make_config(GPTConfig, config, "vocab_size", fields)
         self.config = cfg
         self.vocab_size, self.block_size, self.num_layers = cfg.vocab_size, cfg.block_size, cfg.num_layers
@@ -124,6 +129,9 @@ class GPT(nn.Module):
                 f"sequence of {offset + L} tokens exceeds block_size={self.block_size}; feed at most the last "
                 f"{self.block_size} tokens (generate() crops for you) or train a model with a larger block_size"
             )
+        cp = self.context_parallel or current_context_parallel()
+        if cp is not None:
+            return self._context_parallel_forward(cp, idx, cache, need_weights, last_only)
         h = self.tok_emb(idx)  # (B, L, D)
         if self.pos_emb is not None:
             h = self.pos_emb(h, offset=offset)  # (B, L, D)
@@ -140,12 +148,32 @@ class GPT(nn.Module):
         logits = F.linear(h, self.tok_emb.weight) if self.lm_head is None else self.lm_head(h)  # (B, L, V)
         return LMOutput(logits, weights if need_weights else None, cache)
 
+    def _context_parallel_forward(self, cp: ContextParallel, idx: Tensor, cache: Optional[list[KVCache]],
+                                  need_weights: bool, last_only: bool) -> LMOutput:
+        """Logits (B, T/P, V) of this rank's shard of the full ids ``idx`` (B, T)."""
+        if cache is not None or need_weights or last_only:
+            raise ValueError("GPT under context parallelism scores whole sequences; cache, need_weights and "
+                             "last_only (generation) run on one process, outside context_parallel")
+        h = self.tok_emb(cp.shard(idx, 1))  # (B, T/P, D)
+        if self.pos_emb is not None:
+            h = self.pos_emb(h, positions=cp.positions(idx.shape[1], device=idx.device))  # (B, T/P, D)
+        if self.drop is not None:
+            h = self.drop(h)
+        with use_context_parallel(cp):
+            for layer in self.layers:
+                h, _, _ = layer(h, causal=True)
+        h = self.norm(h)
+        return LMOutput(F.linear(h, self.tok_emb.weight) if self.lm_head is None else self.lm_head(h))
+
     def loss(self, batch: Any) -> tuple[Tensor, dict[str, float]]:
-        """Next-token cross-entropy of ``batch.x`` (B, T) against ``batch.y`` (B, T)."""
-        logits = self(batch.x).logits  # (B, T, V)
+        """Next-token cross-entropy of ``batch.x`` (B, T) against ``batch.y`` (B, T); under context
+        parallelism the mean over this rank's shard of the positions (average the gradients)."""
+        logits = self(batch.x).logits  # (B, T, V), or (B, T/P, V) for this rank's shard
+        cp = self.context_parallel or current_context_parallel()
+        y = batch.y if cp is None else cp.shard(batch.y, 1)  # (B, T) or (B, T/P)
         if self.training:  # every position is a target: B·T tokens, no count to take
-            return cross_entropy_metrics(logits, batch.y, accuracy=False, tokens=batch.y.numel())
-        return cross_entropy_metrics(logits, batch.y)
+            return cross_entropy_metrics(logits, y, accuracy=False, tokens=y.numel())
+        return cross_entropy_metrics(logits, y)
 
     # -- generation: the step/reorder pair of attnkit.models.decoding ------------------------------
     def step(self, state: _LMState, last_tokens: Tensor) -> tuple[Tensor, _LMState, None]:

@@ -26,6 +26,7 @@ from torch import Tensor
 from ..core import masks as fmasks
 from ..core.normalize import Normalizer, Softmax
 from ..core.scores import SCORES, ScaledDot, Score, get_score
+from ..distributed.context import ContextParallel, as_context_parallel, current_context_parallel
 from ._common import attend, check_dim, check_dropout, check_normalizer, shape_str
 from .base import AttentionOutput
 from .kv_cache import KVCache
@@ -62,6 +63,11 @@ class MultiHeadAttention(nn.Module):
         positional: ``RotaryEmbedding(head_dim)`` (rotate queries and keys by
             their positions), ``ALiBi(num_heads)`` (a per-head distance penalty
             on the scores) or None. One instance may serve every layer.
+        context_parallel: a :class:`~attnkit.distributed.ContextParallel` (or a
+            process group): self-attention takes this rank's shard (B, L/P, D) of
+            every sequence and runs ring attention across the group, RoPE at the
+            shard's global positions. None: inside ``with context_parallel(...)``
+            only (see :mod:`attnkit.distributed.context`).
 
     ``forward(query, key=None, value=None, *, key_allowed=None, attn_mask=None,
     causal=False, cache=None, need_weights=False, positions=None,
@@ -125,10 +131,12 @@ class MultiHeadAttention(nn.Module):
         score_hidden_dim: Optional[int] = None,
         normalizer: str | Normalizer = "softmax",
         positional: Optional[Positional] = None,
+        context_parallel: Any = None,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
         super().__init__()
+        self.context_parallel: Optional[ContextParallel] = as_context_parallel(context_parallel)
         check_dim(embed_dim, "embed_dim")
         check_dim(num_heads, "num_heads")
         for n, d in (("key_dim", key_dim), ("value_dim", value_dim), ("num_kv_heads", num_kv_heads),
@@ -247,6 +255,20 @@ class MultiHeadAttention(nn.Module):
     ) -> AttentionOutput:
         if cache is not None and not isinstance(cache, KVCache):
             raise TypeError(f"cache must be a KVCache from new_cache(), got {type(cache).__name__}")
+        cp = self.context_parallel or current_context_parallel()
+        if cp is not None:
+            unsupported = [name for name, given in (
+                ("key/value (cross-attention)", key is not None or value is not None), ("cache", cache is not None),
+                ("need_weights", need_weights), ("attn_mask", attn_mask is not None),
+                ("score_mod", score_mod is not None), ("mask_mod", mask_mod is not None),
+                ("ALiBi", isinstance(self.positional, ALiBi)), ("positions", positions is not None),
+                (f"normalizer {self.normalizer.name!r}", not self.normalizer.is_softmax)) if given]
+            if unsupported:
+                raise ValueError(
+                    f"MultiHeadAttention under context parallelism (each rank a shard of the sequence) does not take "
+                    f"{', '.join(unsupported)}; run it outside context_parallel, or drop them"
+                )
+            return self._context_parallel_forward(cp, query, key_allowed, causal)
         one_step = isinstance(query, Tensor) and query.dim() == 2
         if one_step:
             query = query.unsqueeze(1)  # (B, 1, D)
@@ -274,6 +296,25 @@ class MultiHeadAttention(nn.Module):
             w = w.squeeze(2) if w is not None else None  # (B, H, S)
             lp = lp.squeeze(2) if lp is not None else None  # (B, H)
         return AttentionOutput(out, w, lp, state)
+
+    def _context_parallel_forward(self, cp: ContextParallel, query: Tensor, key_allowed: Optional[Tensor],
+                                  causal: bool | str) -> AttentionOutput:
+        """Self-attention of this rank's shard query (B, L/P, D): ring (or Ulysses) attention over the
+        group, RoPE at the shard's global positions; key_allowed is the shard's (B, L/P)."""
+        self._check_input("query", query, self.embed_dim, None)
+        B, L, _ = query.shape
+        positions = None
+        if isinstance(self.positional, RotaryEmbedding):
+            positions = cp.positions(L * cp.world_size, device=query.device)  # (L/P,) global positions
+        q, k, v, _ = self._project(query, None, None, None, positions, 0)  # (B, H, L/P, Dh), (B, Hk, L/P, Dh)
+        options: dict[str, Any] = {"score": self.score(), "causal": causal}
+        if self.dropout > 0 and self.training:
+            options["dropout_p"] = self.dropout
+        if key_allowed is not None:
+            options["mask"] = key_allowed  # (B, L/P): travels the ring with the keys
+        ctx = cp.attention(q, k, v, **options)  # (B, H, L/P, Dh)
+        out = self.out_proj(ctx.transpose(1, 2).reshape(B, L, self.num_heads * self.head_dim))  # (B, L/P, out_dim)
+        return AttentionOutput(out, None, None, None)
 
     def _project(
         self, query: Tensor, key: Optional[Tensor], value: Optional[Tensor], cache: Optional[KVCache],
