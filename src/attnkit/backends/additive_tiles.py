@@ -19,6 +19,7 @@ Shape legend: B batch, H heads, bq / bk query / key tile rows, D projected featu
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any, Callable
 
 import torch
@@ -36,7 +37,14 @@ __all__ = [
     "AdditiveTiles",
     "additive_tiles",
     "COMPILED",
+    "COMPILE_NOTICE",
 ]
+
+#: the logger of compilation notices (a child of the ``attnkit`` logger; the CLI prints its INFO records)
+_log = logging.getLogger("attnkit.compile")
+#: what is logged, at INFO, before the process's first compilation of the additive tiles
+COMPILE_NOTICE = ("compiling the additive-score attention tiles with torch.compile: the first call takes about "
+                  "10 s, once per process (later calls of the same shapes reuse it)")
 
 #: |qp|, |kp| bound of the separable form: exp(2·(a + b)) stays inside float32's range.
 SEPARABLE_BOUND = 20.0
@@ -120,6 +128,13 @@ class _Compiled:
     def __init__(self) -> None:
         self.fns: dict[str, Any] = {}
         self.failed: str | None = None
+        self.announced = False
+
+    def announce(self) -> None:
+        """Log :data:`COMPILE_NOTICE` at INFO, the first time a compiled tile runs in this process."""
+        if not self.announced:
+            self.announced = True
+            _log.info(COMPILE_NOTICE)
 
     def get(self, name: str, eager: Any) -> Any:
         if self.failed is not None:
@@ -135,6 +150,7 @@ class _Compiled:
         def call(*args: Tensor) -> Any:
             if self.failed is not None:
                 return eager(*args)
+            self.announce()
             try:
                 return compiled(*args)
             except Exception as e:  # noqa: BLE001  (compilation happens at the first call)
