@@ -85,6 +85,11 @@ def _check_positive(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def _check_length_penalty(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ValueError(f"length_penalty must be a finite number >= 0 (0 = raw log-probability), got {value!r}")
+
+
 def greedy_search(step: StepFn, state: Any, *, batch_size: int, max_len: int, bos: int, eos: int,
                   device: torch.device | str | None = None) -> list[Hypothesis]:
     """The most likely token at each step, for ``max_len`` steps or until every row wrote ``eos``."""
@@ -114,6 +119,11 @@ def greedy_search(step: StepFn, state: Any, *, batch_size: int, max_len: int, bo
     return out
 
 
+def normalised_score(log_p: float, length: int, length_penalty: float) -> float:
+    """The beam's rank of a hypothesis of ``length`` tokens (EOS included): ``log p / length ** length_penalty``."""
+    return log_p / (max(length, 1) ** length_penalty)
+
+
 def beam_search(step: StepFn, reorder: ReorderFn, state: Any, *, batch_size: int, beam_size: int, max_len: int,
                 bos: int, eos: int, length_penalty: float = 1.0,
                 device: torch.device | str | None = None) -> list[Hypothesis]:
@@ -126,6 +136,7 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: Any, *, batch_size: int
     """
     _check_positive("beam_size", beam_size)
     _check_positive("max_len", max_len)
+    _check_length_penalty(length_penalty)
     B, K = batch_size, beam_size
     rep = torch.arange(B, device=device).repeat_interleave(K)  # (N,)
     state = reorder(state, rep)
@@ -137,7 +148,7 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: Any, *, batch_size: int
     finished: list[list[tuple[float, list[int], Optional[Tensor]]]] = [[] for _ in range(B)]
 
     def norm(score: float, length: int) -> float:
-        return score / (max(length, 1) ** length_penalty)
+        return normalised_score(score, length, length_penalty)
 
     for t in range(max_len):
         logp, state, extra = step(state, y)  # (N, V)
@@ -179,7 +190,7 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: Any, *, batch_size: int
         best_live = scores.max(dim=1).values.tolist()  # (B,)
         if all(
             bl == float("-inf")
-            or len(f) >= K and (norm(bl, max_len) if length_penalty > 0 else bl) <= sorted(x[0] for x in f)[-K]
+            or len(f) >= K and norm(bl, max_len) <= sorted(x[0] for x in f)[-K]
             for f, bl in zip(finished, best_live)
         ):
             break
