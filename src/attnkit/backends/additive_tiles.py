@@ -136,16 +136,20 @@ class _Compiled:
             self.announced = True
             _log.info(COMPILE_NOTICE)
 
-    def get(self, name: str, eager: Any) -> Any:
+    def get(self, name: str, eager: Any, *, threads: int | None = None) -> Any:
+        """``eager`` compiled (once per name and thread count); ``threads=1`` builds a kernel without an
+        OpenMP region, for callers that run it on several threads at once (chunked's workers)."""
         if self.failed is not None:
             return eager
-        if name not in self.fns:
+        key = name if threads is None else f"{name}@{threads}"
+        if key not in self.fns:
+            options = None if threads is None else {"cpp.threads": threads}
             try:
-                self.fns[name] = torch.compile(eager, fullgraph=True)
+                self.fns[key] = torch.compile(eager, fullgraph=True, options=options)
             except Exception as e:  # noqa: BLE001  (no compiler on this machine: stay eager)
                 self.failed = f"{type(e).__name__}: {e}"
                 return eager
-        compiled = self.fns[name]
+        compiled = self.fns[key]
 
         def call(*args: Tensor) -> Any:
             if self.failed is not None:
@@ -181,12 +185,14 @@ class AdditiveTiles:
         return self.pair(qf, kf, head_v(v))
 
 
-def additive_tiles(qp: Tensor, kp: Tensor, *, compiled: bool) -> AdditiveTiles:
+def additive_tiles(qp: Tensor, kp: Tensor, *, compiled: bool, threads: int | None = None) -> AdditiveTiles:
     """The tile functions for projected ``qp`` (B, H, L, D), ``kp`` (B, H, S, D): separable when
-    :func:`separable_ok`, compiled (:data:`COMPILED`) when ``compiled``."""
+    :func:`separable_ok`, compiled (:data:`COMPILED`) when ``compiled``, for ``threads`` torch threads
+    (None: the caller's; 1: tiles run side by side on single-threaded workers)."""
     sep = separable_ok(qp, kp)
     name = "sep" if sep else "exp"
     pair, grads = (_sep_pair, _sep_grads) if sep else (_exp_pair, _exp_grads)
     if compiled:
-        pair, grads = COMPILED.get(f"{name}_pair", pair), COMPILED.get(f"{name}_grads", grads)
+        pair = COMPILED.get(f"{name}_pair", pair, threads=threads)
+        grads = COMPILED.get(f"{name}_grads", grads, threads=threads)
     return AdditiveTiles(pre=_exp2 if sep else None, pair=pair, grads=grads, separable=sep)
