@@ -15,7 +15,11 @@ only compare or normalise them per row, so a language model may return logits.
 
 Beam search (Sutskever et al. 2014, arXiv:1409.3215; Wu et al. 2016,
 arXiv:1609.08144 for the length normalisation) ranks a finished hypothesis
-``y`` (EOS included) by ``log p(y | x) / |y| ** length_penalty`` and stops
+``y`` (EOS included) by ``log p(y | x) / |y| ** length_penalty``. The default
+``length_penalty=0`` ranks by the raw log-probability: log p is negative, so
+dividing it by a length favours the longer of two hypotheses (with 1, a
+hypothesis of 8 tokens at log p = -1.6 beats one of 2 tokens at -0.5), which on
+short outputs adds characters the model itself finds less likely. It stops
 when every source holds ``beam_size`` finished hypotheses that no live beam
 can still beat: log p only falls as a beam grows, so a live beam's best
 normalised score is bounded by its score now spread over ``max_len`` tokens.
@@ -125,7 +129,7 @@ def normalised_score(log_p: float, length: int, length_penalty: float) -> float:
 
 
 def beam_search(step: StepFn, reorder: ReorderFn, state: Any, *, batch_size: int, beam_size: int, max_len: int,
-                bos: int, eos: int, length_penalty: float = 1.0,
+                bos: int, eos: int, length_penalty: float = 0.0,
                 device: torch.device | str | None = None) -> list[Hypothesis]:
     """The best of ``beam_size`` hypotheses per source, all B·K beams stepping together.
 
@@ -208,7 +212,7 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: Any, *, batch_size: int
 
 # -- sampling --------------------------------------------------------------------------------------
 def search(step: StepFn, reorder: ReorderFn, state: Any, *, batch_size: int, beam_size: int, max_len: int,
-           bos: int, eos: int, length_penalty: float = 1.0,
+           bos: int, eos: int, length_penalty: float = 0.0,
            device: torch.device | str | None = None) -> list[Hypothesis]:
     """What a sequence model's ``generate`` calls: :func:`greedy_search` for ``beam_size=1``,
     :func:`beam_search` otherwise (same arguments, same stopping rule and length penalty)."""
