@@ -105,3 +105,13 @@ def test_workers_pass_gradcheck(two_threads) -> None:
         return chunked_attention(spec, block_q=2, block_k=3, compile=False).output
 
     assert torch.autograd.gradcheck(f, (q, k, v, va))
+
+
+def test_workers_under_inference_mode(two_threads) -> None:
+    q, k, v, p, mask = _inputs(torch.float32)
+    spec = build_spec(q.detach(), k.detach(), v.detach(), score="additive",
+                      score_params={n: t.detach() for n, t in p.items()}, mask=mask)
+    want = chunked_attention(spec, block_q=8, compile=False).output
+    with torch.inference_mode():  # the output buffer is an inference tensor: written under the same mode
+        got = chunked_attention(spec, block_q=8, compile=False).output
+    torch.testing.assert_close(got, want)

@@ -9,7 +9,8 @@ blocks from start to end without meeting each other. The blocks are dealt round 
 (block i to worker i mod W), so a worker's share and the order of its sums are fixed:
 the results are the same from call to call.
 
-The workers run under ``torch.no_grad()`` (tile work with closed-form gradients only).
+The workers run under ``torch.no_grad()`` (tile work with closed-form gradients only), or under
+``torch.inference_mode()`` when the caller is.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ R = TypeVar("R")
 class _Job:
     def __init__(self, fn: Callable[[], Any]) -> None:
         self.fn = fn
+        #: the caller's inference mode (tensors made under it may only be written under it)
+        self.inference = torch.is_inference_mode_enabled()
         self.done = threading.Event()
         self.result: Any = None
         self.error: BaseException | None = None
@@ -60,7 +63,7 @@ class _Workers:
         while True:
             job = q.get()
             try:
-                with torch.no_grad():
+                with torch.inference_mode() if job.inference else torch.no_grad():
                     job.result = job.fn()
             except BaseException as e:  # noqa: BLE001  (re-raised in the calling thread)
                 job.error = e
