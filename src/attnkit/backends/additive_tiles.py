@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from typing import Any, Callable
 
 import torch
@@ -129,12 +130,17 @@ class _Compiled:
         self.fns: dict[str, Any] = {}
         self.failed: str | None = None
         self.announced = False
+        self._lock = threading.Lock()  # the tiles may start on several worker threads at once
 
     def announce(self) -> None:
         """Log :data:`COMPILE_NOTICE` at INFO, the first time a compiled tile runs in this process."""
-        if not self.announced:
+        if self.announced:
+            return
+        with self._lock:
+            if self.announced:
+                return
             self.announced = True
-            _log.info(COMPILE_NOTICE)
+        _log.info(COMPILE_NOTICE)
 
     def get(self, name: str, eager: Any, *, threads: int | None = None) -> Any:
         """``eager`` compiled (once per name and thread count); ``threads=1`` builds a kernel without an
