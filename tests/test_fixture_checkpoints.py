@@ -22,8 +22,9 @@ RUNS = sorted(p for p in FIXTURES.glob("run-361c5ec-*") if p.is_dir())
 
 def _predict(run: pathlib.Path, beam: int) -> list[dict]:
     out = subprocess.run(
+        # --length-penalty 1: the beam's default when the expected files were written (now 0, the raw log p)
         [sys.executable, "-m", "attnkit", "predict", str(run), "abcde", "tpnbehjb", "--beam", str(beam),
-         "--json", "--no-grid"],
+         "--length-penalty", "1", "--json", "--no-grid"],
         capture_output=True, text=True, check=True,
     )
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]

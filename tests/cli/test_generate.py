@@ -99,3 +99,20 @@ def test_predict_plots_every_cross_attention_head_of_a_layer(tmp_path: Path, cap
     assert "every head of layer -1" in capsys.readouterr().out and png.stat().st_size > 1000
     assert main(["predict", str(run), "abc", "--plot", str(png), "--layer", "2"]) == 2
     assert "the decoder has 2 layers" in capsys.readouterr().err
+
+
+def test_threads_sets_torch_threads_and_is_checked(gpt_run: str, capsys: pytest.CaptureFixture) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert main(["generate", gpt_run, "--prompt", "O", "--max-new-tokens", "3", "--json"]) == 0
+        assert _json(capsys)["threads"] == 1 == torch.get_num_threads()  # the default: one thread
+        assert main(["generate", gpt_run, "--prompt", "O", "--max-new-tokens", "3", "--threads", "2", "--json"]) == 0
+        assert _json(capsys)["threads"] == 2 == torch.get_num_threads()
+        assert main(["generate", gpt_run, "--prompt", "O", "--max-new-tokens", "3", "--threads", "0"]) == 2
+        err = capsys.readouterr().err
+        assert "--threads must be >= 1, got 0" in err and err.count("\n") == 1
+    finally:
+        torch.set_num_threads(before)

@@ -68,3 +68,20 @@ def test_sampling_at_temperature_zero_is_greedy_and_suppressed_ids_never_come():
         sample(step, None, torch.tensor([BOS]), max_new_tokens=-1)
     with pytest.raises(ValueError, match="beam_size must be a positive int"):
         beam_search(step, reorder, None, batch_size=1, beam_size=0, max_len=3, bos=BOS, eos=EOS)
+
+
+def test_the_default_ranks_by_raw_log_probability():
+    """Hand-worked: hypotheses [] (p = 0.45, 1 token with EOS) and [A] (p = 0.55 * 0.6 = 0.33, 2 tokens).
+    By log p: -0.799 > -1.109, [] wins. Divided by length (length_penalty=1): -0.799 < -0.554, [A] wins,
+    the less likely and longer one; the default is the raw log-probability."""
+    [h] = beam_search(step, reorder, None, batch_size=1, beam_size=2, max_len=5, bos=BOS, eos=EOS)
+    assert h.tokens == [] and h.score == pytest.approx(-0.798508, abs=1e-6)  # log 0.45
+    [h1] = beam_search(step, reorder, None, batch_size=1, beam_size=2, max_len=5, bos=BOS, eos=EOS,
+                       length_penalty=1.0)
+    assert h1.tokens == [A] and h1.score == pytest.approx(-0.554331, abs=1e-6)  # log(0.33) / 2
+
+
+@pytest.mark.parametrize("bad", [-0.5, float("inf"), float("nan"), True, "1"])
+def test_length_penalty_is_checked(bad):
+    with pytest.raises(ValueError, match="length_penalty must be a finite number >= 0"):
+        beam_search(step, reorder, None, batch_size=1, beam_size=2, max_len=5, bos=BOS, eos=EOS, length_penalty=bad)

@@ -19,6 +19,8 @@ Shape legend: B batch, H heads, bq / bk query / key tile rows, D projected featu
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
 from typing import Any, Callable
 
 import torch
@@ -36,7 +38,14 @@ __all__ = [
     "AdditiveTiles",
     "additive_tiles",
     "COMPILED",
+    "COMPILE_NOTICE",
 ]
+
+#: the logger of compilation notices (a child of the ``attnkit`` logger; the CLI prints its INFO records)
+_log = logging.getLogger("attnkit.compile")
+#: what is logged, at INFO, before the process's first compilation of the additive tiles
+COMPILE_NOTICE = ("compiling the additive-score attention tiles with torch.compile: the first call takes about "
+                  "10 s, once per process (later calls of the same shapes reuse it)")
 
 #: |qp|, |kp| bound of the separable form: exp(2·(a + b)) stays inside float32's range.
 SEPARABLE_BOUND = 20.0
@@ -120,21 +129,38 @@ class _Compiled:
     def __init__(self) -> None:
         self.fns: dict[str, Any] = {}
         self.failed: str | None = None
+        self.announced = False
+        self._lock = threading.Lock()  # the tiles may start on several worker threads at once
 
-    def get(self, name: str, eager: Any) -> Any:
+    def announce(self) -> None:
+        """Log :data:`COMPILE_NOTICE` at INFO, the first time a compiled tile runs in this process."""
+        if self.announced:
+            return
+        with self._lock:
+            if self.announced:
+                return
+            self.announced = True
+        _log.info(COMPILE_NOTICE)
+
+    def get(self, name: str, eager: Any, *, threads: int | None = None) -> Any:
+        """``eager`` compiled (once per name and thread count); ``threads=1`` builds a kernel without an
+        OpenMP region, for callers that run it on several threads at once (chunked's workers)."""
         if self.failed is not None:
             return eager
-        if name not in self.fns:
+        key = name if threads is None else f"{name}@{threads}"
+        if key not in self.fns:
+            options = None if threads is None else {"cpp.threads": threads}
             try:
-                self.fns[name] = torch.compile(eager, fullgraph=True)
+                self.fns[key] = torch.compile(eager, fullgraph=True, options=options)
             except Exception as e:  # noqa: BLE001  (no compiler on this machine: stay eager)
                 self.failed = f"{type(e).__name__}: {e}"
                 return eager
-        compiled = self.fns[name]
+        compiled = self.fns[key]
 
         def call(*args: Tensor) -> Any:
             if self.failed is not None:
                 return eager(*args)
+            self.announce()
             try:
                 return compiled(*args)
             except Exception as e:  # noqa: BLE001  (compilation happens at the first call)
@@ -165,12 +191,14 @@ class AdditiveTiles:
         return self.pair(qf, kf, head_v(v))
 
 
-def additive_tiles(qp: Tensor, kp: Tensor, *, compiled: bool) -> AdditiveTiles:
+def additive_tiles(qp: Tensor, kp: Tensor, *, compiled: bool, threads: int | None = None) -> AdditiveTiles:
     """The tile functions for projected ``qp`` (B, H, L, D), ``kp`` (B, H, S, D): separable when
-    :func:`separable_ok`, compiled (:data:`COMPILED`) when ``compiled``."""
+    :func:`separable_ok`, compiled (:data:`COMPILED`) when ``compiled``, for ``threads`` torch threads
+    (None: the caller's; 1: tiles run side by side on single-threaded workers)."""
     sep = separable_ok(qp, kp)
     name = "sep" if sep else "exp"
     pair, grads = (_sep_pair, _sep_grads) if sep else (_exp_pair, _exp_grads)
     if compiled:
-        pair, grads = COMPILED.get(f"{name}_pair", pair), COMPILED.get(f"{name}_grads", grads)
+        pair = COMPILED.get(f"{name}_pair", pair, threads=threads)
+        grads = COMPILED.get(f"{name}_grads", grads, threads=threads)
     return AdditiveTiles(pre=_exp2 if sep else None, pair=pair, grads=grads, separable=sep)

@@ -20,7 +20,7 @@ import os
 import sys
 
 from ..core.optional import MissingExtra
-from ._common import ArgumentParser, CliError, as_flags, flags_of, report_failure
+from ._common import ArgumentParser, CliError, as_flags, flags_of, report_failure, show_notices
 
 __all__ = ["main", "COMMANDS", "CliError"]
 
@@ -66,6 +66,7 @@ def _command_flags(parser: argparse.ArgumentParser, command: str) -> dict[str, s
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    show_notices()
     try:
         rc = args.func(args)
         sys.stdout.flush()  # a reader that went away (attnkit list | head) shows here, not at exit

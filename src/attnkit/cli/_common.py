@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import re
 import sys
@@ -28,6 +29,7 @@ __all__ = [
     "print_metrics",
     "run_dir_error",
     "report_failure",
+    "show_notices",
 ]
 
 
@@ -219,3 +221,27 @@ def report_failure(args: argparse.Namespace, message: str, code: int, *, error: 
     if getattr(args, "json", False):
         print(json.dumps({"error": message, "command": args.command, "exit_code": code}))
     return code
+
+
+# -- notices ----------------------------------------------------------------------------------------
+class _Stderr(logging.Handler):
+    """Writes each record as ``attnkit: MESSAGE`` to the sys.stderr of the moment (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"attnkit: {record.getMessage()}", file=sys.stderr)
+        except Exception:  # noqa: BLE001  (logging's rule: a handler never raises)
+            self.handleError(record)
+
+
+def show_notices() -> None:
+    """Print the library's INFO notices (``attnkit.compile``: a first torch.compile takes seconds) on stderr.
+
+    Installed once per process; the library logs each notice once per process, so a command
+    shows it on one line, once.
+    """
+    log = logging.getLogger("attnkit.compile")
+    if not any(isinstance(h, _Stderr) for h in log.handlers):
+        log.addHandler(_Stderr())
+        log.setLevel(logging.INFO)
+        log.propagate = True  # the application's own handlers (and pytest's caplog) see it too

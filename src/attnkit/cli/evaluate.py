@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="a run directory written by attnkit train / demo")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"), help="which split (default test)")
     p.add_argument("--beam", type=int, default=1, help="beam size (default 1 = greedy)")
-    p.add_argument("--length-penalty", type=float, default=1.0, help="beam scores are log p / length**this (default 1)")
+    p.add_argument("--length-penalty", type=float, default=0.0,
+                   help="beam scores are log p / length**this (default 0: the raw log-probability)")
     p.add_argument("--limit", type=int, help="score only the first N examples")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"), help="which checkpoint (default best)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -7,7 +7,8 @@
 Decoding: ``--temperature 0`` is greedy; otherwise softmax(logits / T) sampled
 after the ``--top-k`` most likely characters and the ``--top-p`` nucleus are
 kept. The KV cache is on unless ``--no-cache`` (same tokens, slower). ``--seed``
-makes sampling repeatable. ``--plot FILE`` draws the attention of every head of
+makes sampling repeatable; ``--threads`` sets torch's CPU threads (default 1,
+the steadiest on a shared machine). ``--plot FILE`` draws the attention of every head of
 every layer (or only ``--layer``) over the last ``--plot-chars`` characters as a
 grid of heatmaps, one row per layer and one column per head (in each: row, the
 character whose next character is predicted; column, the character it looks at).
@@ -23,7 +24,7 @@ import json
 import sys
 import time
 
-from ._common import CliError
+from ._common import CliError, set_threads
 
 __all__ = ["add_parser", "run"]
 
@@ -47,6 +48,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot-chars", type=int, default=40, help="plot the last N characters (default 40)")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for torch (default 1: one new character's operations are too small to share "
+                        "out, and a second thread waits on a busy machine; more can help --num-samples 16 or a "
+                        "large model)")
     p.add_argument("--json", action="store_true", help="print one JSON object: prompt, samples, tokens/s")
     p.set_defaults(func=run)
 
@@ -69,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from ..viz import plot_heads
 
     _check_args(args)
+    set_threads(args.threads)
     task, model, meta = load_run(args.run_dir, which=args.checkpoint, device=resolve_device(args.device))
     name = model_name(model)
     if not hasattr(task, "encode_prompt"):
@@ -113,14 +119,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"prompt": args.prompt, "samples": texts, "new_tokens": args.max_new_tokens,
                           "seconds": round(seconds, 3), "tokens_per_s": round(rate, 1), "cached": not args.no_cache,
-                          "plot": plot_path}))
+                          "threads": torch.get_num_threads(), "plot": plot_path}))
         return 0
     for i, t in enumerate(texts):
         if len(texts) > 1:
             print(f"--- sample {i + 1} ---")
         print(t)
     print(f"[{args.max_new_tokens * args.num_samples} characters in {seconds:.2f} s, {rate:,.0f} chars/s, "
-          f"{'KV cache' if not args.no_cache else 'no cache'}]", file=sys.stderr)
+          f"{'KV cache' if not args.no_cache else 'no cache'}, {torch.get_num_threads()} thread(s)]", file=sys.stderr)
     if plot_path:
         print(f"attention of every head of {'every layer' if args.layer is None else f'layer {layers[0]}'} "
               f"saved to {plot_path}", file=sys.stderr)

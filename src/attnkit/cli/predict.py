@@ -33,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="a run directory written by attnkit train / demo")
     p.add_argument("text", nargs="+", help="input(s) to translate")
     p.add_argument("--beam", type=int, default=1, help="beam size (default 1 = greedy)")
-    p.add_argument("--length-penalty", type=float, default=1.0, help="beam scores are log p / length**this")
+    p.add_argument("--length-penalty", type=float, default=0.0,
+                   help="beam scores are log p / length**this (default 0: the raw log-probability)")
     p.add_argument("--plot", help="save the alignment heatmap(s) to this .png/.svg/.pdf")
     p.add_argument("--layer", type=int, default=None,
                    help="Transformer runs: plot every head of this decoder layer's cross-attention (-1 = last); "

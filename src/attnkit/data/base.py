@@ -282,7 +282,7 @@ class Seq2SeqTask(Task):
         sources: Sequence[str],
         *,
         beam_size: int = 1,
-        length_penalty: float = 1.0,
+        length_penalty: float = 0.0,
         batch_size: int = 256,
         device: torch.device | str | None = None,
     ) -> list[tuple[list[str], Tensor]]:
@@ -312,7 +312,7 @@ class Seq2SeqTask(Task):
         split: str = "test",
         *,
         beam_size: int = 1,
-        length_penalty: float = 1.0,
+        length_penalty: float = 0.0,
         max_examples: int | None = None,
         batch_size: int = 256,
         return_predictions: bool = False,

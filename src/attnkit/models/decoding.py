@@ -15,7 +15,11 @@ only compare or normalise them per row, so a language model may return logits.
 
 Beam search (Sutskever et al. 2014, arXiv:1409.3215; Wu et al. 2016,
 arXiv:1609.08144 for the length normalisation) ranks a finished hypothesis
-``y`` (EOS included) by ``log p(y | x) / |y| ** length_penalty`` and stops
+``y`` (EOS included) by ``log p(y | x) / |y| ** length_penalty``. The default
+``length_penalty=0`` ranks by the raw log-probability: log p is negative, so
+dividing it by a length favours the longer of two hypotheses (with 1, a
+hypothesis of 8 tokens at log p = -1.6 beats one of 2 tokens at -0.5), which on
+short outputs adds characters the model itself finds less likely. It stops
 when every source holds ``beam_size`` finished hypotheses that no live beam
 can still beat: log p only falls as a beam grows, so a live beam's best
 normalised score is bounded by its score now spread over ``max_len`` tokens.
@@ -85,6 +89,11 @@ def _check_positive(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def _check_length_penalty(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ValueError(f"length_penalty must be a finite number >= 0 (0 = raw log-probability), got {value!r}")
+
+
 def greedy_search(step: StepFn, state: Any, *, batch_size: int, max_len: int, bos: int, eos: int,
                   device: torch.device | str | None = None) -> list[Hypothesis]:
     """The most likely token at each step, for ``max_len`` steps or until every row wrote ``eos``."""
@@ -114,8 +123,13 @@ def greedy_search(step: StepFn, state: Any, *, batch_size: int, max_len: int, bo
     return out
 
 
+def normalised_score(log_p: float, length: int, length_penalty: float) -> float:
+    """The beam's rank of a hypothesis of ``length`` tokens (EOS included): ``log p / length ** length_penalty``."""
+    return log_p / (max(length, 1) ** length_penalty)
+
+
 def beam_search(step: StepFn, reorder: ReorderFn, state: Any, *, batch_size: int, beam_size: int, max_len: int,
-                bos: int, eos: int, length_penalty: float = 1.0,
+                bos: int, eos: int, length_penalty: float = 0.0,
                 device: torch.device | str | None = None) -> list[Hypothesis]:
     """The best of ``beam_size`` hypotheses per source, all B·K beams stepping together.
 
@@ -126,6 +140,7 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: Any, *, batch_size: int
     """
     _check_positive("beam_size", beam_size)
     _check_positive("max_len", max_len)
+    _check_length_penalty(length_penalty)
     B, K = batch_size, beam_size
     rep = torch.arange(B, device=device).repeat_interleave(K)  # (N,)
     state = reorder(state, rep)
@@ -137,7 +152,7 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: Any, *, batch_size: int
     finished: list[list[tuple[float, list[int], Optional[Tensor]]]] = [[] for _ in range(B)]
 
     def norm(score: float, length: int) -> float:
-        return score / (max(length, 1) ** length_penalty)
+        return normalised_score(score, length, length_penalty)
 
     for t in range(max_len):
         logp, state, extra = step(state, y)  # (N, V)
@@ -179,7 +194,7 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: Any, *, batch_size: int
         best_live = scores.max(dim=1).values.tolist()  # (B,)
         if all(
             bl == float("-inf")
-            or len(f) >= K and (norm(bl, max_len) if length_penalty > 0 else bl) <= sorted(x[0] for x in f)[-K]
+            or len(f) >= K and norm(bl, max_len) <= sorted(x[0] for x in f)[-K]
             for f, bl in zip(finished, best_live)
         ):
             break
@@ -197,7 +212,7 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: Any, *, batch_size: int
 
 # -- sampling --------------------------------------------------------------------------------------
 def search(step: StepFn, reorder: ReorderFn, state: Any, *, batch_size: int, beam_size: int, max_len: int,
-           bos: int, eos: int, length_penalty: float = 1.0,
+           bos: int, eos: int, length_penalty: float = 0.0,
            device: torch.device | str | None = None) -> list[Hypothesis]:
     """What a sequence model's ``generate`` calls: :func:`greedy_search` for ``beam_size=1``,
     :func:`beam_search` otherwise (same arguments, same stopping rule and length penalty)."""

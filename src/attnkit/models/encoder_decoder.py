@@ -248,7 +248,7 @@ class Transformer(nn.Module):
 
     @torch.no_grad()
     def generate(self, src: Tensor, src_lengths: Tensor, *, max_len: int, beam_size: int = 1,
-                 length_penalty: float = 1.0) -> list[tuple[list[int], Tensor]]:
+                 length_penalty: float = 0.0) -> list[tuple[list[int], Tensor]]:
         """Decode each source: (tokens without BOS/EOS, alignment (T, S_b)) per row.
 
         The alignment is the last decoder layer's cross-attention averaged over heads, one row per

@@ -179,22 +179,19 @@ class GPT(nn.Module):
     def step(self, state: _LMState, last_tokens: Tensor) -> tuple[Tensor, _LMState, None]:
         """Append ``last_tokens`` (B,) and return the next-token logits (B, V).
 
-        Past ``block_size`` the context is the last ``block_size`` tokens (nanoGPT's crop); the
-        KV cache serves every step until the context is full, then the window is recomputed each
-        step, so cached and uncached generation give the same tokens.
+        While the context fits in ``block_size``, only the tokens the KV cache has not seen are
+        run (one per step). Past ``block_size`` the context is the last ``block_size`` tokens
+        (nanoGPT's crop): the window slides by one each step, so every token's position, and with
+        it every cached key and value, changes; nothing cached is valid, and the window is run
+        without the cache, the same call as uncached generation (same tokens, no cache writes).
         """
         tokens = torch.cat([state.tokens, last_tokens[:, None]], dim=1)  # (B, L+1)
         cache = state.cache
-        if cache is None:
-            feed = tokens[:, -self.block_size :]  # (B, <=block)
-        else:
-            feed = tokens[:, state.uncached :]
-            if cache[0].length + feed.shape[1] > self.block_size:
-                for c in cache:
-                    c.reset()  # context full: recompute the window (same as uncached)
-                feed = tokens[:, -self.block_size :]
-        logits = self(feed, cache=cache, last_only=True).logits[:, -1]  # (B, V)
-        return logits, _LMState(tokens, cache, tokens.shape[1]), None
+        if cache is not None and tokens.shape[1] <= self.block_size:
+            logits = self(tokens[:, state.uncached :], cache=cache, last_only=True).logits[:, -1]  # (B, V)
+            return logits, _LMState(tokens, cache, tokens.shape[1]), None
+        logits = self(tokens[:, -self.block_size :], last_only=True).logits[:, -1]  # (B, V)
+        return logits, _LMState(tokens, None, tokens.shape[1]), None
 
     def reorder(self, state: _LMState, index: Tensor) -> _LMState:
         """Rows ``index`` of the tokens and caches."""

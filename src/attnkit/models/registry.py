@@ -9,7 +9,7 @@ a TypeError naming it and the valid ones.
 (``dict(model.config) == {"model": name, **dataclasses.asdict(model.config)}``), so
 ``build_model(dict(model.config))`` rebuilds the model. Every registered model has ``.loss(batch)
 -> (loss, metrics)``; sequence-to-sequence models add ``.generate(src, src_lengths, *, max_len,
-beam_size=1, length_penalty=1.0)``, language models ``.generate(prompt_ids, *, max_new_tokens, ...)``.
+beam_size=1, length_penalty=0.0)``, language models ``.generate(prompt_ids, *, max_new_tokens, ...)``.
 
 A class may define ``config_for_task(task, **fields) -> dict`` (a classmethod): the structural
 fields a task fixes (vocabulary sizes, block size, number of classes ...) plus ``fields``. Tuned

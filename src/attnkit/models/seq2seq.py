@@ -380,7 +380,7 @@ class Seq2Seq(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self, src: Tensor, src_lengths: Tensor, *, max_len: int, beam_size: int = 1, length_penalty: float = 1.0
+        self, src: Tensor, src_lengths: Tensor, *, max_len: int, beam_size: int = 1, length_penalty: float = 0.0
     ) -> list[tuple[list[int], Tensor]]:
         """Decode each source: [(token ids without EOS, alignment (T, S_i))] — T counts the EOS step.
 

@@ -4,7 +4,8 @@ Declares softmax only (the kernel's log-sum-exp is a softmax's), refuses a
 ``score_mod`` / ``mask_mod`` that captures tensors needing grad (the recomputing
 backward cannot reach them), and estimates its memory from the tile sizes
 :func:`~attnkit.backends.chunked.kernel.auto_blocks` picks:
-O(B·H·(L+S)·D + B·H·block_q·block_k·D), plus, with ``return_weights``, what
+O(B·H·(L+S)·D + B·H·block_q·block_k·D) (for the additive score, one tile and one set of
+key-side gradient sums per worker thread), plus, with ``return_weights``, what
 :func:`~attnkit.backends.weights.weights_bytes` counts for recomputing them.
 """
 
@@ -13,9 +14,11 @@ from __future__ import annotations
 import torch
 
 from ...core.spec import AttentionResult, AttentionSpec
+from ..additive_tiles import is_plain_additive
 from ..base import Backend, captured_grad_tensors, register_backend
 from ..weights import weights_bytes
 from .kernel import auto_blocks, chunked_attention
+from .workers import worker_count
 
 __all__ = ["ChunkedBackend"]
 
@@ -51,6 +54,11 @@ class ChunkedBackend(Backend):
         linear = spec.B * spec.H * (spec.L + spec.S) * feats * item * 4
         # live (B, H, bq, bk) tiles: scores, scaled, exp and the previous tile's; x3 the (.., D) pair intermediate
         tile = spec.B * spec.H * bq * bk * item * (5 if pair == 1 else 3 * (pair + 4))
+        if is_plain_additive(spec.score) and spec.score_mod is None:
+            # side-by-side workers (kernel.chunked_attention): a live tile and key-side gradient sums each
+            workers = min(worker_count(), max(1, spec.L))
+            tile *= workers
+            linear += (workers - 1) * spec.B * spec.H * spec.S * feats * item
         # the weights are rebuilt after the kernel, whose tiles are gone by then
         weights = weights_bytes(spec, pair, block_q=bq) if spec.return_weights else 0
         return linear + max(tile, weights)

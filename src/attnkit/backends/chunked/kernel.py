@@ -47,8 +47,9 @@ from ...core.spec import AttentionResult, AttentionSpec
 from ..additive_tiles import AdditiveTiles, additive_tiles, head_v, is_plain_additive
 from ..tiles import TileScorer, blocks, exp_safe_lse, work_dtype
 from ..weights import materialise_weights
+from .workers import run_split, worker_count
 
-__all__ = ["chunked_attention", "auto_blocks", "TILE_ELEMENTS", "FUSED_PAIRS", "COMPILE_MIN_WORK"]
+__all__ = ["chunked_attention", "auto_blocks", "TILE_ELEMENTS", "FUSED_PAIRS", "COMPILE_MIN_WORK", "BLOCKS_PER_WORKER"]
 
 #: elements of the (B, H, block_q, block_k, D) pairwise intermediate one tile may hold.
 TILE_ELEMENTS = 1 << 21
@@ -58,6 +59,9 @@ FUSED_PAIRS = 1 << 19
 #: compile="auto" compiles the additive tiles when B·H·L·S·D reaches this (compilation
 #: takes seconds once per shape; below this the eager tiles finish sooner).
 COMPILE_MIN_WORK = 1 << 27
+#: the additive tiles run on torch's threads as workers (:mod:`.workers`), each taking whole query
+#: blocks single-threaded; query blocks are made small enough that each worker gets at least this many.
+BLOCKS_PER_WORKER = 4
 
 
 def auto_blocks(B: int, H: int, L: int, S: int, pair_features: int) -> tuple[int, int]:
@@ -81,6 +85,8 @@ class _Config:
     #: the additive closed form (pair tile, its gradients, per-token features);
     #: None: the score's own pairwise, gradients by autograd on the recomputed tile.
     additive: AdditiveTiles | None = None
+    #: threads that run whole query blocks side by side (:mod:`.workers`); 1: this thread runs them all
+    workers: int = 1
 
 
 def _keep(cfg: _Config, shape: tuple[int, ...], device: torch.device, q0: int, k0: int) -> Tensor:
@@ -95,11 +101,22 @@ def _forward(
 ) -> tuple[Tensor, Tensor]:
     """Online-softmax forward: output (B, H, L, Ev) and lse (B, H, L) in cfg.work."""
     B, H, L, _ = qp.shape
+    out = torch.empty(B, H, L, v.shape[-1], dtype=cfg.work, device=qp.device)
+    lse = torch.empty(B, H, L, dtype=cfg.work, device=qp.device)
+    run_split(cfg.workers, list(blocks(L, cfg.block_q)),
+              lambda rows: _forward_rows(cfg, qp, kp, v, mask, params, out, lse, rows))
+    return out, lse
+
+
+def _forward_rows(
+    cfg: _Config, qp: Tensor, kp: Tensor, v: Tensor, mask: Tensor | None, params: Sequence[Tensor],
+    out: Tensor, lse: Tensor, rows: Sequence[tuple[int, int]],
+) -> None:
+    """Write out[:, :, q0:q1] and lse[:, :, q0:q1] for each query block (q0, q1) of ``rows``."""
+    B, H = qp.shape[:2]
     S, Ev = kp.shape[-2], v.shape[-1]
     sc = cfg.scorer
-    out = torch.empty(B, H, L, Ev, dtype=cfg.work, device=qp.device)
-    lse = torch.empty(B, H, L, dtype=cfg.work, device=qp.device)
-    for q0, q1 in blocks(L, cfg.block_q):
+    for q0, q1 in rows:
         q_t = qp[:, :, q0:q1]
         m = torch.full((B, H, q1 - q0, 1), float("-inf"), dtype=cfg.work, device=qp.device)
         m_safe = torch.zeros_like(m)
@@ -121,7 +138,6 @@ def _forward(
         ok = l != 0  # l = 0: no allowed key (output 0); a NaN l (a NaN input) stays NaN
         out[:, :, q0:q1] = torch.where(ok, acc / torch.where(ok, l, torch.ones_like(l)), torch.zeros_like(acc))
         lse[:, :, q0:q1] = torch.where(ok, m_safe + torch.log(l), torch.full_like(l, float("-inf"))).squeeze(-1)
-    return out, lse
 
 
 def _backward(
@@ -137,22 +153,49 @@ def _backward(
     dlse: Tensor | None,
     needs: Sequence[bool],
 ) -> tuple[Tensor | None, ...]:
-    """Gradients (dqp, dkp, dv, dmask, *dparams), recomputing tiles from lse."""
+    """Gradients (dqp, dkp, dv, dmask, *dparams), recomputing tiles from lse.
+
+    dqp rows belong to one query block each; dkp, dv, dmask and dparams sum over every query
+    block, so each worker sums its own blocks and the workers' sums are added in worker order.
+    """
     need_q, need_k, need_v, need_mask, *need_p = needs
-    B, H, L, _ = qp.shape
-    S = kp.shape[-2]
-    sc = cfg.scorer
+    L = qp.shape[2]
     D = (dout * out).sum(-1, keepdim=True)  # (B, H, L, 1)
     if dlse is not None:
         D = D - dlse.unsqueeze(-1)  # dS = P (dP - D + dlse)
     lse_safe = exp_safe_lse(lse).unsqueeze(-1)  # (B, H, L, 1)
     dqp = torch.zeros_like(qp) if need_q else None
-    dkp = torch.zeros_like(kp) if need_k else None
-    dv = torch.zeros_like(v) if need_v else None
-    dmask = torch.zeros(mask.shape, dtype=cfg.work, device=mask.device) if need_mask and mask is not None else None
+
+    def rows_part(rows: Sequence[tuple[int, int]]) -> list[Tensor | None]:
+        part: list[Tensor | None] = [
+            torch.zeros_like(kp) if need_k else None,
+            torch.zeros_like(v) if need_v else None,
+            torch.zeros(mask.shape, dtype=cfg.work, device=mask.device) if need_mask and mask is not None else None,
+            *[torch.zeros_like(p) if n else None for p, n in zip(params, need_p)],
+        ]
+        _backward_rows(cfg, qp, kp, v, mask, params, dout, D, lse_safe, needs, rows, dqp, part)
+        return part
+
+    parts = run_split(cfg.workers, list(blocks(L, cfg.block_q)), rows_part)
+    total = parts[0]
+    for part in parts[1:]:
+        total = [None if a is None else a + b for a, b in zip(total, part)]
+    dkp, dv, dmask, *dparams = total
+    return (dqp, dkp, dv, dmask, *dparams)
+
+
+def _backward_rows(
+    cfg: _Config, qp: Tensor, kp: Tensor, v: Tensor, mask: Tensor | None, params: Sequence[Tensor],
+    dout: Tensor, D: Tensor, lse_safe: Tensor, needs: Sequence[bool], rows: Sequence[tuple[int, int]],
+    dqp: Tensor | None, part: list[Tensor | None],
+) -> None:
+    """Add the gradients of the query blocks ``rows``: to dqp's rows, and to ``part`` = [dkp, dv, dmask, *dparams]."""
+    need_q, need_k, need_v, need_mask, *need_p = needs
+    S = kp.shape[-2]
+    sc = cfg.scorer
+    dkp, dv, dmask, *dparams = part
     p_leaves = [p.detach().requires_grad_(n) for p, n in zip(params, need_p)]
-    dparams = [torch.zeros_like(p) if n else None for p, n in zip(params, need_p)]
-    for q0, q1 in blocks(L, cfg.block_q):
+    for q0, q1 in rows:
         q_t = qp[:, :, q0:q1].detach().requires_grad_(need_q)
         do_t = dout[:, :, q0:q1]  # (B, H, bq, Ev)
         for k0, k1 in blocks(S, cfg.block_k):
@@ -215,7 +258,6 @@ def _backward(
                 g = grads.pop(0)
                 if g is not None:
                     dmask[mask_index(mask, q0, q1, k0, k1)] += g
-    return (dqp, dkp, dv, dmask, *dparams)
 
 
 class _ChunkedFunction(torch.autograd.Function):
@@ -287,6 +329,10 @@ def chunked_attention(
     (one fused loop for tanh, the dot with v and their gradients), False keeps
     them eager, "auto" compiles when the work B·H·L·S·D is large enough to
     repay the compilation. Compilation failing falls back to eager.
+
+    The additive score's query blocks run side by side on ``torch.get_num_threads()`` workers of
+    one thread each (:mod:`.workers`): parallel across tiles, not inside each small operation, so
+    a busy machine slows the kernel no more than it slows one large operation.
     """
     qp, kp, v, params = _prepare(spec)
     pair_features = 1 if spec.score.lowers_to_dot else qp.shape[-1]
@@ -300,16 +346,20 @@ def chunked_attention(
     if spec.dropout_p > 0:
         gen = spec.generator
         seed = int(torch.randint(0, 2**62, (), generator=gen, device=gen.device if gen is not None else "cpu"))
-    additive, tile_q, tile_k = None, bq, bk
+    additive, tile_q, tile_k, workers = None, bq, bk, 1
     if is_plain_additive(spec.score) and spec.score_mod is None:
         work_size = spec.B * spec.H * spec.L * spec.S * qp.shape[-1]
         use = compile is True or (compile == "auto" and work_size >= COMPILE_MIN_WORK)
-        additive = additive_tiles(qp, kp, compiled=use)
         if use and not (block_q or block_k):  # fused tiles: size by the scores, not the (.., D) tile
             tile_k = min(spec.S, 256)
             tile_q = max(16, min(spec.L, FUSED_PAIRS // max(1, spec.B * spec.H * tile_k)))
+        workers = worker_count()
+        if workers > 1 and not block_q:  # enough query blocks to deal round robin
+            tile_q = max(16, min(tile_q, -(-spec.L // (BLOCKS_PER_WORKER * workers))))
+        workers = min(workers, -(-spec.L // tile_q)) if spec.L else 1
+        additive = additive_tiles(qp, kp, compiled=use, threads=1 if workers > 1 else None)
     scorer = TileScorer(spec, additive.pairwise if additive is not None else None)
-    cfg = _Config(scorer, tile_q, tile_k, spec.dropout_p, seed, work_dtype(spec.dtype), additive)
+    cfg = _Config(scorer, tile_q, tile_k, spec.dropout_p, seed, work_dtype(spec.dtype), additive, workers)
     mask = spec.mask
     out, lse = _ChunkedFunction.apply(qp, kp, v, mask, cfg, *params)
     weights = None
