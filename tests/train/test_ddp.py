@@ -1,0 +1,67 @@
+"""Data-parallel training (attnkit.train.distributed) on CPU with gloo, 2 ranks started by torch.multiprocessing.
+
+The loss of a step is the mean over the GLOBAL batch (rank r's mean weighted by its share of the
+targets), so 2 ranks x 8 rows are 1 rank x 16 rows up to float rounding, including the epoch's
+last batch of 1 row (rank 1 then trains one row with weight 0). Positions are counted in global
+batches, so a checkpoint written by 2 ranks continues in 1 process exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from attnkit.train import load_checkpoint
+
+from . import ddp_worker as W
+
+
+def _close(a: dict, b: dict, tol: float = 1e-5) -> None:
+    assert sorted(a) == sorted(b)
+    worst = max((float((a[k].double() - b[k].double()).abs().max()), k) for k in a)
+    assert worst[0] <= tol, f"largest difference {worst[0]:.3g} in {worst[1]}"
+
+
+def _state(out) -> dict:
+    return load_checkpoint(out, "last")[1]["train"]["state"]
+
+
+@pytest.mark.parametrize("model", ["seq2seq", "gpt"])
+def test_two_ranks_of_b_rows_give_one_rank_of_2b_after_20_steps(tmp_path, one_thread, model):
+    W.run_ranks(2, [{"kind": "train", "out": str(tmp_path / "ddp"), "steps": 20, "model": model}])
+    W.run_job({"kind": "train", "out": str(tmp_path / "one"), "steps": 20, "model": model})
+    if model == "seq2seq":  # 97 pairs in batches of 16: the 7th batch of an epoch has 1 row, rank 1 none
+        assert len(list(W.build()[0].batches("train", 16))) == 7
+    ddp, one = _state(tmp_path / "ddp"), _state(tmp_path / "one")
+    for k in ("step", "epoch", "offset", "train_tokens"):  # the same batches, counted in the same units
+        assert ddp[k] == one[k], k
+    _close(W.last_weights(tmp_path / "ddp"), W.last_weights(tmp_path / "one"))
+    # rank 0 alone wrote the history: one line per validation, not one per rank
+    events = [json.loads(x) for x in (tmp_path / "ddp" / "history.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["event"] == "valid"] == [5, 10, 15, 20]
+    assert sum(e["event"] == "done" for e in events) == 1
+
+
+def test_checkpoint_of_two_ranks_resumes_on_one_and_exact_resume_holds(tmp_path, one_thread):
+    d = {k: str(tmp_path / k) for k in ("cut", "whole2", "cut2")}
+    W.run_ranks(2, [
+        {"kind": "train", "out": d["cut"], "steps": 10, "decay_steps": 20},  # 2 ranks to step 10, then 1
+        {"kind": "train", "out": d["whole2"], "steps": 20},  # 2 ranks, never stopped
+        {"kind": "train", "out": d["cut2"], "steps": 10, "decay_steps": 20},  # 2 ranks, stopped at 10 ...
+        {"kind": "resume", "out": d["cut2"], "steps": 20},  # ... and resumed by 2 ranks
+    ])
+    # exact resume at the same world size: bit for bit
+    a, b = load_checkpoint(d["whole2"], "last")[0], load_checkpoint(d["cut2"], "last")[0]
+    assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a if not k.startswith("rng/"))
+    # world size 2 -> 1: continues as a one-process run that never stopped would
+    W.run_job({"kind": "resume", "out": d["cut"], "steps": 20})
+    W.run_job({"kind": "train", "out": str(tmp_path / "whole1"), "steps": 20})
+    cut, whole = _state(d["cut"]), _state(tmp_path / "whole1")
+    for k in ("step", "epoch", "offset", "train_tokens", "best_step"):
+        assert cut[k] == whole[k], k
+    _close(W.last_weights(d["cut"]), W.last_weights(tmp_path / "whole1"))
+    optim_cut = {k: v for k, v in load_checkpoint(d["cut"], "last")[0].items() if k.startswith("optim/")}
+    optim_whole = {k: v for k, v in load_checkpoint(tmp_path / "whole1", "last")[0].items() if k.startswith("optim/")}
+    _close(optim_cut, optim_whole)
