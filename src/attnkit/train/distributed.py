@@ -58,7 +58,7 @@ from torch import nn
 __all__ = [
     "DistContext", "DistributedError", "RankFailed", "setup", "current", "launch", "check_nproc", "usable_cores",
     "shard_rows", "batch_rows", "torchrun_env", "is_main", "rank", "world_size", "barrier", "all_reduce_metrics",
-    "TORCHRUN_VARS",
+    "TORCHRUN_VARS", "FromMain", "describe_failure",
 ]
 
 #: what torchrun sets for every worker (LOCAL_WORLD_SIZE too, optional here)
@@ -440,7 +440,13 @@ def launch(nproc: int, argv: Sequence[str], *, device: str | torch.device | None
 
 def describe_failure(error: Any, run_dir: str | Path | None, resume_hint: Optional[str] = None) -> str:
     """One line: which rank failed first and how, and what is left of the run (``error``: ChildFailedError)."""
-    first_rank, first = error.get_first_failure()
+    # the root cause: a rank killed by a signal; then one that exited with an error (it may have failed in a
+    # collective because another died); last a rank the agent itself stopped (SIGTERM) once one had failed
+    def cause(kv: tuple[int, Any]) -> tuple[int, float, int]:
+        code = kv[1].exitcode
+        return (2 if code == -signal.SIGTERM else 0 if code < 0 else 1), kv[1].timestamp, kv[0]
+
+    first_rank, first = min(error.failures.items(), key=cause)
     code = first.exitcode
     if code < 0:
         try:
