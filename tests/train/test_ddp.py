@@ -65,3 +65,26 @@ def test_checkpoint_of_two_ranks_resumes_on_one_and_exact_resume_holds(tmp_path,
     optim_cut = {k: v for k, v in load_checkpoint(d["cut"], "last")[0].items() if k.startswith("optim/")}
     optim_whole = {k: v for k, v in load_checkpoint(tmp_path / "whole1", "last")[0].items() if k.startswith("optim/")}
     _close(optim_cut, optim_whole)
+
+
+def test_fsdp2_trains_a_gpt_as_one_process_resumes_from_its_shards_and_exports_one_checkpoint(tmp_path, one_thread):
+    from attnkit.train import load_run
+
+    d = {k: str(tmp_path / k) for k in ("whole", "cut")}
+    g = {"model": "gpt", "fsdp": True}
+    W.run_ranks(2, [
+        {"kind": "train", "out": d["whole"], "steps": 20, **g},
+        {"kind": "train", "out": d["cut"], "steps": 10, "decay_steps": 20, **g},
+        {"kind": "resume", "out": d["cut"], "steps": 20, "fsdp": True},  # from the DCP shards of step 10
+    ])
+    a, b = load_checkpoint(d["whole"], "last")[0], load_checkpoint(d["cut"], "last")[0]
+    assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a if not k.startswith("rng/"))
+    assert (tmp_path / "cut" / "last.dcp" / ".metadata").is_file()
+    assert json.loads((tmp_path / "cut" / "last.dcp" / "attnkit.json").read_text()) == {"step": 20}
+    W.run_job({"kind": "train", "out": str(tmp_path / "one"), "steps": 20, "model": "gpt"})
+    _close(W.last_weights(d["whole"]), W.last_weights(tmp_path / "one"))
+    optim = [{k: v for k, v in load_checkpoint(x, "last")[0].items() if k.startswith("optim/")}
+             for x in (d["whole"], tmp_path / "one")]
+    _close(*optim)  # the gathered Adam moments, in the one-process checkpoint's index form
+    task, model, _ = load_run(d["whole"])  # the exported checkpoint is an ordinary one: evaluate reads it
+    assert task.evaluate(model, "valid")["loss"] == pytest.approx(load_checkpoint(d["whole"], "best")[1]["metrics"]["loss"])

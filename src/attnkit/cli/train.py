@@ -27,6 +27,8 @@ CUDA (one device per process). ``--batch-size`` is then the global batch, all pr
 together, each training on its contiguous slice of every batch, so a run gives the weights of a
 one-process run of the same flags and resumes with any number of processes
 (``--resume RUN_DIR --nproc M``). Rank 0 alone prints, validates and writes the run directory.
+``--fsdp`` shards a Transformer's parameters, gradients and Adam moments instead (FSDP2); its
+checkpoints are the same files (gathered on rank 0), plus each rank's shards in ``last.dcp/``.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
     p.add_argument("--nproc", type=int, metavar="N", help="train on N processes (DDP; starts torchrun's elastic "
                    "agent); --batch-size is then the global batch")
+    p.add_argument("--fsdp", action="store_true", help="with --nproc/torchrun: shard a Transformer's parameters, "
+                   "gradients and Adam moments across the processes (FSDP2) instead of copying them (DDP)")
     p.set_defaults(func=run)
     _PARSER.append(p)
 
@@ -152,6 +156,7 @@ def _run(args: argparse.Namespace, main: bool) -> int:
         _refuse_fixed(args)
         applied = ("steps", "minutes", "eval_every", "decay_steps")
         extra = {k: getattr(args, k) for k in applied if getattr(args, k) is not None}
+        extra["fsdp"] = args.fsdp
         try:  # held across resume_run, so its first read of last.json cannot race a live writer
             with RunLock(args.resume) if main and Path(args.resume).is_dir() else contextlib.nullcontext():
                 result = resume_run(args.resume, device=args.device, progress=None if not args.json else False, **extra)
@@ -171,7 +176,7 @@ def _run(args: argparse.Namespace, main: bool) -> int:
             result = train(
                 task, model, steps=args.steps, minutes=args.minutes, seed=args.seed or 0, device=args.device,
                 out_dir=out, force=args.force, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
-                decay_steps=args.decay_steps, progress=False if args.json else None,
+                decay_steps=args.decay_steps, progress=False if args.json else None, fsdp=args.fsdp,
             )
         except RunDirectoryError as e:
             raise run_dir_error(e) from None

@@ -55,6 +55,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from . import sharded
+
 __all__ = [
     "DistContext", "DistributedError", "RankFailed", "setup", "current", "launch", "check_nproc", "usable_cores",
     "shard_rows", "batch_rows", "torchrun_env", "is_main", "rank", "world_size", "barrier", "all_reduce_metrics",
@@ -240,10 +242,21 @@ class DistContext:
                                    f"processes; give every process a row: batch_size={self.world} or more")
 
     # -- the model -----------------------------------------------------------------------------
-    def wrap(self, model: nn.Module) -> None:
-        """DDP over ``model.loss`` (rank 0's weights are broadcast to every rank here)."""
-        if not self.active or self.fsdp:
-            return
+    def wrap(self, model: nn.Module, optimizer: torch.optim.Optimizer, make: Callable[[Any], torch.optim.Optimizer],
+             *, resume: Optional[tuple[Path, int]] = None) -> torch.optim.Optimizer:
+        """DDP over ``model.loss`` (rank 0's weights are broadcast to every rank here), or with ``fsdp``
+        FSDP2 (:mod:`attnkit.train.sharded`; ``resume``: (run dir, step) whose DCP shards to load).
+        Returns the optimizer to train with (a new one over the sharded parameters under FSDP)."""
+        if self.fsdp and not self.active:
+            raise DistributedError("fsdp=True shards a model across processes; run it on 2 or more: "
+                                   f"{_LAUNCH.replace('train', 'train --fsdp', 1)}")
+        if not self.active:
+            return optimizer
+        if self.fsdp:
+            optimizer = sharded.shard_model(model, optimizer, make)
+            if resume is not None:
+                sharded.load_sharded(resume[0], model, optimizer, resume[1])
+            return optimizer
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         dev = next(model.parameters()).device
@@ -251,6 +264,24 @@ class DistContext:
         # static_graph: the same parameters take part in every step, and any a model leaves out of its loss
         # (a head it does not use) are found once, not searched for every step
         self.wrapped = DDP(_LossOf(model), device_ids=ids, static_graph=True)
+        return optimizer
+
+    def full_state(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, last: bool, out: Optional[Path],
+                   step: int) -> Optional[tuple[dict, Optional[tuple]]]:
+        """FSDP: the gathered weights (and optimizer state for ``last``, whose DCP shards every rank also
+        writes); every rank joins. None without FSDP (rank 0 reads its own model)."""
+        if not (self.active and self.fsdp):
+            return None
+        if last and out is not None:
+            sharded.save_sharded(out, model, optimizer, step, rank=self.rank, barrier=barrier)
+        return sharded.full_state(model, optimizer, optim=last)
+
+    def load_weights(self, model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+        """Full weights into ``model`` (each rank keeps its shard under FSDP)."""
+        if self.active and self.fsdp:
+            sharded.load_full_weights(model, weights)
+        else:
+            model.load_state_dict(weights)
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
         """``model.loss(batch)`` in one process; with P ranks: this rank's rows, weighted to the global mean."""
@@ -358,11 +389,11 @@ def _context_of_group() -> DistContext:
     return ctx
 
 
-def current(device: str | torch.device | None = "cpu") -> DistContext:
+def current(device: str | torch.device | None = "cpu", *, fsdp: bool = False) -> DistContext:
     """The context of this process: the open process group, else :func:`setup` from torchrun's
-    environment, else one process. Its ``fsdp`` and ``wrapped`` are reset for a new training."""
+    environment, else one process; ``fsdp``: shard the model with FSDP2 (else DDP)."""
     ctx = setup(device)
-    ctx.fsdp, ctx.wrapped = False, None
+    ctx.fsdp, ctx.wrapped = bool(fsdp), None
     return ctx
 
 

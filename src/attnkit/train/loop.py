@@ -343,19 +343,22 @@ class _Run:
             with open(self.out / "history.jsonl", "a") as f:
                 f.write(json.dumps(event) + "\n")
 
-    def save(self, name: str, metrics: dict[str, Any], *, sync: bool = True) -> None:
+    def save(self, name: str, metrics: dict[str, Any], *, sync: bool = True, full: Any = None) -> None:
         """Checkpoint ``name`` ("best": the weights; "last": also the optimizer and RNG state).
         Under torchrun rank 0 writes between barriers (``sync=False``: alone, for an interrupt)."""
         if self.out is None:
             return
-        if sync:
-            return self.dist.on_main(lambda: self.save(name, metrics, sync=False))
-        if not self.dist.is_main:
-            return
-        tensors = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        if sync:  # FSDP: every rank joins the gather of the full state first (train.sharded)
+            full = self.dist.full_state(self.model, self.optimizer, last=name == "last", out=self.out,
+                                        step=self.state.step)
+            return self.dist.on_main(lambda: self.save(name, metrics, sync=False, full=full))
+        if not self.dist.is_main or (self.dist.fsdp and full is None):
+            return  # FSDP: an interrupt cannot gather the shards; the last periodic checkpoint stands
+        weights, optim = full if full is not None else (self.model.state_dict(), None)
+        tensors = {f"model/{k}": v for k, v in weights.items()}
         rest = None
         if name == "last":
-            optim, rest = optimizer_to_tensors(self.optimizer)
+            optim, rest = optim or optimizer_to_tensors(self.optimizer)
             tensors.update(optim)
             tensors.update(rng_tensors(self.device))
         meta = checkpoint_meta(
@@ -492,7 +495,7 @@ def finish(run: _Run, start_step: int, *, final_eval: bool) -> dict[str, Any]:
             model.load_state_dict(run.best_weights)
         elif run.out is not None and state.best_step is not None:
             best, _ = load_checkpoint(run.out, "best")
-            model.load_state_dict({k: v.to(run.device) for k, v in split_prefix(best, "model").items()})
+            run.dist.load_weights(model, {k: v.to(run.device) for k, v in split_prefix(best, "model").items()})
         test = run.dist.on_main(lambda: run.task.evaluate(model, "test"), share=True, everywhere=run.dist.fsdp)
         result.update({k: v for k, v in test.items() if v is None or isinstance(v, (int, float))})
     if run.out is not None and run.dist.is_main:
@@ -510,6 +513,7 @@ def train(
     out_dir: str | Path | None = None,
     resume: bool = False,
     force: bool = False,
+    fsdp: bool = False,
     final_eval: bool = True,
     progress: Optional[bool] = None,
     callback: Optional[Callable[[int, dict[str, float]], None]] = None,
@@ -527,9 +531,11 @@ def train(
     or ``force`` (which deletes that run). ``resume=True`` continues from ``out_dir/last.json``
     with the options saved there (options given win; ``steps`` extends the run on its saved
     schedule). ``stop_at`` ends training once the validation metric reaches it.
-    ``callback(step, metrics)`` runs after every step (tests use it to interrupt).
+    ``callback(step, metrics)`` runs after every step (tests use it to interrupt). Under torchrun
+    the ranks train with DDP (``fsdp``: FSDP2, Transformer models), ``batch_size`` the global batch
+    (:mod:`attnkit.train.distributed`).
     """
-    dist = current(device)  # torchrun: the process group (attnkit.train.distributed); else one process
+    dist = current(device, fsdp=fsdp)  # torchrun: the process group (train.distributed); else one process
     dev = dist.place(resolve_device(device))
     out = dist.broadcast(Path(out_dir) if out_dir is not None else None)  # rank 0 names the run directory
     if resume and out is None:
@@ -559,12 +565,13 @@ def _train_locked(task: Any, model: torch.nn.Module, *, seed: int, dev: torch.de
     optimizer = make_optimizer(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     if saved:
         restore(model, optimizer, tensors, saved["optimizer"], dev)
+    optimizer = dist.wrap(model, optimizer, lambda ps: make_optimizer(ps, lr=opts.lr, weight_decay=opts.weight_decay),
+                          resume=(out, state.step) if saved else None)  # torchrun: DDP or FSDP2
     run = _Run(task=task, model=model, optimizer=optimizer, opts=opts, state=state, device=dev, out=out,
                bar=Progress(opts.steps, minutes=opts.minutes, enabled=progress),
                metric=getattr(task, "primary_metric", "exact_match"), higher=getattr(task, "higher_is_better", True),
                summary=_summary(task, model), params=[p for g in optimizer.param_groups for p in g["params"]],
                before_step=StepSnapshot(model, dev), dist=dist)
-    dist.wrap(model)  # torchrun: DDP over model.loss (rank 0's weights broadcast)
     if stale:  # the lock file named a holder that died without releasing it
         run.log_event({"event": "stale_lock", "holder": stale})
 
