@@ -87,4 +87,5 @@ def test_fsdp2_trains_a_gpt_as_one_process_resumes_from_its_shards_and_exports_o
              for x in (d["whole"], tmp_path / "one")]
     _close(*optim)  # the gathered Adam moments, in the one-process checkpoint's index form
     task, model, _ = load_run(d["whole"])  # the exported checkpoint is an ordinary one: evaluate reads it
-    assert task.evaluate(model, "valid")["loss"] == pytest.approx(load_checkpoint(d["whole"], "best")[1]["metrics"]["loss"])
+    best = load_checkpoint(d["whole"], "best")[1]["metrics"]["loss"]
+    assert task.evaluate(model, "valid")["loss"] == pytest.approx(best)

@@ -90,7 +90,7 @@ def _env() -> dict:
 
 
 @pytest.mark.skipif(D.usable_cores() < 2, reason="2 processes need 2 CPU cores")
-def test_cli_nproc_2_trains_end_to_end_and_resumes_on_one_process(tmp_path):
+def test_cli_nproc_2_trains_end_to_end_and_torchrun_resumes_it(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "attnkit", "train", "reverse", "--nproc", "2", "--steps", "4", "--eval-every", "2",
            "--out", str(out), "--json", *TINY]
@@ -104,9 +104,12 @@ def test_cli_nproc_2_trains_end_to_end_and_resumes_on_one_process(tmp_path):
     assert [e["event"] for e in events] == ["valid", "valid", "done"]
     _, meta = load_checkpoint(out, "last")
     assert meta["step"] == 4 and meta["train"]["options"]["batch_size"] == 8  # the global batch
-    p = subprocess.run([sys.executable, "-m", "attnkit", "train", "--resume", str(out), "--steps", "6", "--json"],
+    # torchrun itself, as the interface: the same command line, the run continued on 2 ranks
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    p = subprocess.run([*torchrun, "-m", "attnkit", "train", "--resume", str(out), "--steps", "6", "--json"],
                        env=_env(), capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
+    assert len(p.stdout.strip().splitlines()) == 1 and json.loads(p.stdout)["steps"] == 6
     assert load_checkpoint(out, "last")[1]["step"] == 6
 
 
