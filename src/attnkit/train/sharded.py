@@ -53,7 +53,7 @@ def shard_model(model: nn.Module, optimizer: torch.optim.Optimizer,
         get_optimizer_state_dict,
         set_optimizer_state_dict,
     )
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 
     layers = transformer_layers(model)
     if not layers:
@@ -65,6 +65,9 @@ def shard_model(model: nn.Module, optimizer: torch.optim.Optimizer,
     for layer in layers:
         fully_shard(layer)
     fully_shard(model)
+    for method in ("generate",):  # entry points that do not go through forward (the encoder-decoder's decoding)
+        if hasattr(model, method):
+            register_fsdp_forward_method(model, method)
     sharded = make(model.parameters())
     if state is not None:
         set_optimizer_state_dict(model, sharded, state, options=full)
