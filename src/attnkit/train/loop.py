@@ -531,9 +531,8 @@ def train(
     or ``force`` (which deletes that run). ``resume=True`` continues from ``out_dir/last.json``
     with the options saved there (options given win; ``steps`` extends the run on its saved
     schedule). ``stop_at`` ends training once the validation metric reaches it.
-    ``callback(step, metrics)`` runs after every step (tests use it to interrupt). Under torchrun
-    the ranks train with DDP (``fsdp``: FSDP2, Transformer models), ``batch_size`` the global batch
-    (:mod:`attnkit.train.distributed`).
+    ``callback(step, metrics)`` runs after every step (tests use it to interrupt). Under torchrun: DDP
+    (``fsdp``: FSDP2), ``batch_size`` the global batch (:mod:`attnkit.train.distributed`).
     """
     dist = current(device, fsdp=fsdp)  # torchrun: the process group (train.distributed); else one process
     dev = dist.place(resolve_device(device))
