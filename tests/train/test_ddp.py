@@ -51,10 +51,14 @@ def test_checkpoint_of_two_ranks_resumes_on_one_and_exact_resume_holds(tmp_path,
         {"kind": "train", "out": d["whole2"], "steps": 20},  # 2 ranks, never stopped
         {"kind": "train", "out": d["cut2"], "steps": 10, "decay_steps": 20},  # 2 ranks, stopped at 10 ...
         {"kind": "resume", "out": d["cut2"], "steps": 20},  # ... and resumed by 2 ranks
+        {"kind": "train", "out": d["whole2"] + "-drop", "steps": 12, "model": "dropout"},  # dropout 0.3:
+        {"kind": "train", "out": d["cut2"] + "-drop", "steps": 6, "decay_steps": 12, "model": "dropout"},
+        {"kind": "resume", "out": d["cut2"] + "-drop", "steps": 12},  # each rank's draws from (seed, step, rank)
     ])
-    # exact resume at the same world size: bit for bit
-    a, b = load_checkpoint(d["whole2"], "last")[0], load_checkpoint(d["cut2"], "last")[0]
-    assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a if not k.startswith("rng/"))
+    # exact resume at the same world size: bit for bit, with dropout too
+    for x in ("", "-drop"):
+        a, b = load_checkpoint(d["whole2"] + x, "last")[0], load_checkpoint(d["cut2"] + x, "last")[0]
+        assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a if not k.startswith("rng/")), x
     # world size 2 -> 1: continues as a one-process run that never stopped would
     W.run_job({"kind": "resume", "out": d["cut"], "steps": 20})
     W.run_job({"kind": "train", "out": str(tmp_path / "whole1"), "steps": 20})

@@ -212,6 +212,9 @@ class DistContext:
     """Where this process stands: rank, world size, its device; the collectives the loop needs.
 
     With ``world == 1`` (no torchrun) every method is the identity and nothing is communicated.
+    ``group`` is the data-parallel group (None: every rank), in which this process is
+    ``dp_rank`` of ``dp_world``: batches are split, losses weighted and gradients averaged
+    across it; a job that also splits sequences (context parallelism) passes its own.
     """
 
     rank: int = 0
@@ -221,6 +224,17 @@ class DistContext:
     backend: Optional[str] = None
     fsdp: bool = False
     wrapped: Optional[nn.Module] = None  # DDP(_LossOf(model)) once wrap() ran
+    group: Any = None
+    dp_rank: Optional[int] = None  # None: rank
+    dp_world: Optional[int] = None  # None: world
+
+    @property
+    def data_rank(self) -> int:
+        return self.rank if self.dp_rank is None else self.dp_rank
+
+    @property
+    def data_world(self) -> int:
+        return self.world if self.dp_world is None else self.dp_world
 
     @property
     def active(self) -> bool:
@@ -237,9 +251,10 @@ class DistContext:
         return device
 
     def check_batch_size(self, batch_size: int) -> None:
-        if self.active and batch_size < self.world:
-            raise DistributedError(f"batch_size={batch_size} is the global batch, split across {self.world} "
-                                   f"processes; give every process a row: batch_size={self.world} or more")
+        n = self.data_world
+        if self.active and batch_size < n:
+            raise DistributedError(f"batch_size={batch_size} is the global batch, split across {n} "
+                                   f"processes; give every process a row: batch_size={n} or more")
 
     # -- the model -----------------------------------------------------------------------------
     def wrap(self, model: nn.Module, optimizer: torch.optim.Optimizer, make: Callable[[Any], torch.optim.Optimizer],
@@ -263,7 +278,7 @@ class DistContext:
         ids = [dev.index] if dev.type == "cuda" else None
         # static_graph: the same parameters take part in every step, and any a model leaves out of its loss
         # (a head it does not use) are found once, not searched for every step
-        self.wrapped = DDP(_LossOf(model), device_ids=ids, static_graph=True)
+        self.wrapped = DDP(_LossOf(model), device_ids=ids, static_graph=True, process_group=self.group)
         return optimizer
 
     def full_state(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, last: bool, out: Optional[Path],
@@ -287,11 +302,11 @@ class DistContext:
         """``model.loss(batch)`` in one process; with P ranks: this rank's rows, weighted to the global mean."""
         if not self.active:
             return model.loss(batch)
-        part, rows = shard_rows(batch, self.rank, self.world)
+        part, rows = shard_rows(batch, self.data_rank, self.data_world)
         loss, m = self.wrapped(part) if self.wrapped is not None else model.loss(part)
         n = float(m.get("tokens", rows)) if rows else 0.0
-        metrics, total = all_reduce_metrics(m, n, return_total=True)
-        return loss * (n * self.world / max(total, 1e-12)), metrics
+        metrics, total = all_reduce_metrics(m, n, return_total=True, group=self.group)
+        return loss * (n * self.data_world / max(total, 1e-12)), metrics
 
     # -- collectives the loop calls --------------------------------------------------------------
     def broadcast(self, value: Any) -> Any:
@@ -310,14 +325,14 @@ class DistContext:
         """The largest ``value`` over ranks (elapsed time: every rank sees the same clock)."""
         if not self.active:
             return value
-        t = torch.tensor([float(value)], dtype=torch.float64)
+        t = torch.tensor([float(value)], dtype=torch.float64, device=_collective_device())
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return float(t)
 
     def seed_step(self, seed: int, step: int) -> None:
         """Seed this rank's generators from (seed, step, rank): dropout differs across ranks, resumes exactly."""
         if self.active:
-            torch.manual_seed((int(seed) * 1_000_003 + int(step)) * 4099 + self.rank)
+            torch.manual_seed(((int(seed) * 1_000_003 + int(step)) * 4099 + self.rank) % 2**63)
 
     def on_main(self, fn: Callable[[], Any], *, share: bool = False, everywhere: bool = False) -> Any:
         """Run ``fn`` on rank 0 between two barriers; its error is raised on every rank.
@@ -416,6 +431,11 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def _collective_device() -> torch.device:
+    """Where a tensor for a collective lives: this rank's CUDA device under NCCL, else the CPU."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def barrier() -> None:
     """Wait for every rank (a clear error, not a hang, without a process group)."""
     _need_group()
@@ -425,15 +445,16 @@ def barrier() -> None:
         dist.barrier()
 
 
-def all_reduce_metrics(metrics: dict[str, Any], weight: float, *, return_total: bool = False) -> Any:
-    """Weighted means over ranks of the numeric ``metrics`` (weight: this rank's targets), one all-reduce;
-    ``tokens`` is their sum. ``return_total``: also the total weight."""
+def all_reduce_metrics(metrics: dict[str, Any], weight: float, *, return_total: bool = False,
+                       group: Any = None) -> Any:
+    """Weighted means over the ranks of ``group`` (None: all) of the numeric ``metrics`` (weight: this
+    rank's targets), one all-reduce; ``tokens`` is their sum. ``return_total``: also the total weight."""
     _need_group()
     keys = sorted(k for k, v in metrics.items() if k != "tokens" and isinstance(v, (int, float))
                   and not isinstance(v, bool))
-    dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    t = torch.tensor([weight] + [weight * float(metrics[k]) for k in keys], dtype=torch.float64, device=dev)
-    dist.all_reduce(t)
+    t = torch.tensor([weight] + [weight * float(metrics[k]) for k in keys], dtype=torch.float64,
+                     device=_collective_device())
+    dist.all_reduce(t, group=group)
     vals = t.tolist()
     total = vals[0]
     out = dict(metrics)
