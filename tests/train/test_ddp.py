@@ -93,3 +93,16 @@ def test_fsdp2_trains_a_gpt_as_one_process_resumes_from_its_shards_and_exports_o
     task, model, _ = load_run(d["whole"])  # the exported checkpoint is an ordinary one: evaluate reads it
     best = load_checkpoint(d["whole"], "best")[1]["metrics"]["loss"]
     assert task.evaluate(model, "valid")["loss"] == pytest.approx(best)
+
+
+def test_a_time_budget_ends_every_rank_at_one_step_and_rank_0s_error_ends_every_rank(tmp_path, one_thread):
+    import torch.multiprocessing as mp
+
+    out = str(tmp_path / "timed")
+    with pytest.raises(mp.ProcessRaisedException, match="already holds a run"):
+        W.run_ranks(2, [
+            {"kind": "train", "out": out, "steps": None, "minutes": 0.05},  # the ranks agree on the clock
+            {"kind": "train", "out": out, "steps": 2},  # rank 0 refuses the directory; rank 1 must not hang
+        ])
+    events = [json.loads(x) for x in (tmp_path / "timed" / "history.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "done" and events[-1]["steps"] == _state(out)["step"] >= 1
