@@ -21,6 +21,7 @@ from . import ddp_worker as W
 def _close(a: dict, b: dict, tol: float = 1e-5) -> None:
     assert sorted(a) == sorted(b)
     worst = max((float((a[k].double() - b[k].double()).abs().max()), k) for k in a)
+    print(f"largest difference {worst[0]:.3g} ({worst[1]}) over {len(a)} tensors")  # shown with pytest -s
     assert worst[0] <= tol, f"largest difference {worst[0]:.3g} in {worst[1]}"
 
 
