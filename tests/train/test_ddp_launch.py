@@ -84,6 +84,17 @@ def test_cli_refuses_nproc_beyond_the_cores_and_nproc_under_torchrun(capsys, mon
     assert "under torchrun drop it" in capsys.readouterr().err
 
 
+def test_fsdp_on_one_process_or_on_the_rnn_is_refused_before_anything_starts(capsys, tmp_path):
+    assert main(["train", "reverse", "--fsdp", "--steps", "1", "--out", str(tmp_path / "a"), *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "FSDP shards a model across processes, and this is one" in err[0], err
+    assert not (tmp_path / "a").exists()  # refused before the run directory was made
+    nproc = str(min(2, D.usable_cores()))
+    assert main(["train", "reverse", "--nproc", nproc, "--fsdp", "--out", str(tmp_path / "b"), *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--fsdp shards the layers of a Transformer model" in err[0] and "'seq2seq'" in err[0]
+
+
 # -- real launches ------------------------------------------------------------------------------------
 def _env() -> dict:
     return {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}

@@ -101,6 +101,7 @@ def _launch(args: argparse.Namespace) -> int:
     """``--nproc N``: torchrun's elastic agent runs this command on N processes."""
     from ..train import default_run_dir, model_config, model_name
     from ..train.distributed import RankFailed, check_nproc, launch
+    from ..train.sharded import transformer_layers
 
     check_nproc(args.nproc, args.device)
     if args.resume:
@@ -110,6 +111,9 @@ def _launch(args: argparse.Namespace) -> int:
         if not args.task:
             raise CliError("name a task: attnkit train TASK --nproc N")
         _, model = build(args.task, args, attention=args.attention)  # the flags are checked before N processes start
+        if args.fsdp and not transformer_layers(model):
+            raise CliError(f"--fsdp shards the layers of a Transformer model (gpt, bert, transformer); the "
+                           f"{model_name(model)!r} model has none: drop --fsdp (DDP keeps a copy on every process)")
         tag = model_config(model).get("attention") or model_name(model)
         out = str(args.out_dir or default_run_dir(args.task, tag))
     if not args.json:

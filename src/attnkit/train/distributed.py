@@ -262,9 +262,6 @@ class DistContext:
         """DDP over ``model.loss`` (rank 0's weights are broadcast to every rank here), or with ``fsdp``
         FSDP2 (:mod:`attnkit.train.sharded`; ``resume``: (run dir, step) whose DCP shards to load).
         Returns the optimizer to train with (a new one over the sharded parameters under FSDP)."""
-        if self.fsdp and not self.active:
-            raise DistributedError("fsdp=True shards a model across processes; run it on 2 or more: "
-                                   f"{_LAUNCH.replace('train', 'train --fsdp', 1)}")
         if not self.active:
             return optimizer
         if self.fsdp:
@@ -408,6 +405,10 @@ def current(device: str | torch.device | None = "cpu", *, fsdp: bool = False) ->
     """The context of this process: the open process group, else :func:`setup` from torchrun's
     environment, else one process; ``fsdp``: shard the model with FSDP2 (else DDP)."""
     ctx = setup(device)
+    if fsdp and not ctx.active:
+        raise DistributedError("FSDP shards a model across processes, and this is one; run it on 2 or more: "
+                               "attnkit train --nproc N --fsdp ..., or torchrun --standalone --nproc-per-node N "
+                               "-m attnkit train --fsdp ...")
     ctx.fsdp, ctx.wrapped = bool(fsdp), None
     return ctx
 

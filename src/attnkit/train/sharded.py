@@ -58,8 +58,8 @@ def shard_model(model: nn.Module, optimizer: torch.optim.Optimizer,
     layers = transformer_layers(model)
     if not layers:
         name = getattr(getattr(model, "config", None), "model", type(model).__name__)
-        raise ValueError(f"fsdp=True shards the layers of a Transformer model (gpt, bert, transformer); "
-                         f"{name!r} has none: drop fsdp=True (its ranks train with DDP)")
+        raise ValueError(f"FSDP shards the layers of a Transformer model (gpt, bert, transformer); the {name!r} "
+                         "model has none: train it without FSDP (DDP keeps a copy of it on every process)")
     full = StateDictOptions(full_state_dict=True)
     state = get_optimizer_state_dict(model, optimizer, options=full) if optimizer.state else None
     for layer in layers:
