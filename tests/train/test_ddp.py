@@ -12,6 +12,7 @@ import json
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 
 from attnkit.train import load_checkpoint
 
@@ -29,25 +30,28 @@ def _state(out) -> dict:
     return load_checkpoint(out, "last")[1]["train"]["state"]
 
 
-@pytest.mark.parametrize("model", ["seq2seq", "gpt"])
-def test_two_ranks_of_b_rows_give_one_rank_of_2b_after_20_steps(tmp_path, one_thread, model):
-    W.run_ranks(2, [{"kind": "train", "out": str(tmp_path / "ddp"), "steps": 20, "model": model}])
-    W.run_job({"kind": "train", "out": str(tmp_path / "one"), "steps": 20, "model": model})
-    if model == "seq2seq":  # 97 pairs in batches of 16: the 7th batch of an epoch has 1 row, rank 1 none
-        assert len(list(W.build()[0].batches("train", 16))) == 7
-    ddp, one = _state(tmp_path / "ddp"), _state(tmp_path / "one")
-    for k in ("step", "epoch", "offset", "train_tokens"):  # the same batches, counted in the same units
-        assert ddp[k] == one[k], k
-    _close(W.last_weights(tmp_path / "ddp"), W.last_weights(tmp_path / "one"))
-    # rank 0 alone wrote the history: one line per validation, not one per rank
-    events = [json.loads(x) for x in (tmp_path / "ddp" / "history.jsonl").read_text().splitlines()]
-    assert [e["step"] for e in events if e["event"] == "valid"] == [5, 10, 15, 20]
-    assert sum(e["event"] == "done" for e in events) == 1
+def test_two_ranks_of_b_rows_give_one_rank_of_2b_after_20_steps(tmp_path, one_thread):
+    models = ("seq2seq", "gpt")  # the RNN on padded batches, the GPT on full windows; one group runs both
+    W.run_ranks(2, [{"kind": "train", "out": str(tmp_path / f"ddp-{m}"), "steps": 20, "model": m} for m in models])
+    # 97 pairs in batches of 16: the 7th batch of a seq2seq epoch has 1 row, so rank 1 trains none (weight 0)
+    assert len(list(W.build()[0].batches("train", 16))) == 7
+    for m in models:
+        ddp, one = tmp_path / f"ddp-{m}", tmp_path / f"one-{m}"
+        W.run_job({"kind": "train", "out": str(one), "steps": 20, "model": m})
+        for k in ("step", "epoch", "offset", "train_tokens"):  # the same batches, counted in the same units
+            assert _state(ddp)[k] == _state(one)[k], (m, k)
+        _close(W.last_weights(ddp), W.last_weights(one))
+        # rank 0 alone wrote the history: one line per validation, not one per rank
+        events = [json.loads(x) for x in (ddp / "history.jsonl").read_text().splitlines()]
+        assert [e["step"] for e in events if e["event"] == "valid"] == [5, 10, 15, 20]
+        assert sum(e["event"] == "done" for e in events) == 1
 
 
 def test_checkpoint_of_two_ranks_resumes_on_one_and_exact_resume_holds(tmp_path, one_thread):
+    """Also in this group: a --minutes budget ends every rank at one step, and rank 0 refusing a run
+    directory ends rank 1 too (an error, never a hang)."""
     d = {k: str(tmp_path / k) for k in ("cut", "whole2", "cut2")}
-    W.run_ranks(2, [
+    jobs = [
         {"kind": "train", "out": d["cut"], "steps": 10, "decay_steps": 20},  # 2 ranks to step 10, then 1
         {"kind": "train", "out": d["whole2"], "steps": 20},  # 2 ranks, never stopped
         {"kind": "train", "out": d["cut2"], "steps": 10, "decay_steps": 20},  # 2 ranks, stopped at 10 ...
@@ -55,7 +59,14 @@ def test_checkpoint_of_two_ranks_resumes_on_one_and_exact_resume_holds(tmp_path,
         {"kind": "train", "out": d["whole2"] + "-drop", "steps": 12, "model": "dropout"},  # dropout 0.3:
         {"kind": "train", "out": d["cut2"] + "-drop", "steps": 6, "decay_steps": 12, "model": "dropout"},
         {"kind": "resume", "out": d["cut2"] + "-drop", "steps": 12},  # each rank's draws from (seed, step, rank)
-    ])
+    ]
+    timed = str(tmp_path / "timed")
+    jobs += [{"kind": "train", "out": timed, "steps": None, "minutes": 0.05},  # the ranks agree on the clock
+             {"kind": "train", "out": timed, "steps": 2}]  # rank 0 refuses the directory: rank 1 must not hang
+    with pytest.raises(mp.ProcessRaisedException, match="already holds a run"):
+        W.run_ranks(2, jobs)
+    events = [json.loads(x) for x in (tmp_path / "timed" / "history.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "done" and events[-1]["steps"] == _state(timed)["step"] >= 1
     # exact resume at the same world size: bit for bit, with dropout too
     for x in ("", "-drop"):
         a, b = load_checkpoint(d["whole2"] + x, "last")[0], load_checkpoint(d["cut2"] + x, "last")[0]
@@ -95,15 +106,3 @@ def test_fsdp2_trains_a_gpt_as_one_process_resumes_from_its_shards_and_exports_o
     best = load_checkpoint(d["whole"], "best")[1]["metrics"]["loss"]
     assert task.evaluate(model, "valid")["loss"] == pytest.approx(best)
 
-
-def test_a_time_budget_ends_every_rank_at_one_step_and_rank_0s_error_ends_every_rank(tmp_path, one_thread):
-    import torch.multiprocessing as mp
-
-    out = str(tmp_path / "timed")
-    with pytest.raises(mp.ProcessRaisedException, match="already holds a run"):
-        W.run_ranks(2, [
-            {"kind": "train", "out": out, "steps": None, "minutes": 0.05},  # the ranks agree on the clock
-            {"kind": "train", "out": out, "steps": 2},  # rank 0 refuses the directory; rank 1 must not hang
-        ])
-    events = [json.loads(x) for x in (tmp_path / "timed" / "history.jsonl").read_text().splitlines()]
-    assert events[-1]["event"] == "done" and events[-1]["steps"] == _state(out)["step"] >= 1

@@ -72,7 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fsdp", action="store_true", help="with --nproc/torchrun: shard a Transformer's parameters, "
                    "gradients and Adam moments across the processes (FSDP2) instead of copying them (DDP)")
     p.set_defaults(func=run)
-    _PARSER.append(p)
+    _PARSER[:] = [p]
 
 
 _PARSER: list[argparse.ArgumentParser] = []  # the train parser, which worker command lines are rebuilt from
