@@ -138,3 +138,21 @@ def test_a_killed_rank_ends_the_job_with_a_clear_message_and_a_usable_checkpoint
     assert meta["step"] == 4
     result = resume_run(out, steps=8, progress=False)  # and it continues, in one process
     assert result["steps"] == 8
+
+
+def test_the_failure_line_names_the_root_cause_and_what_is_left(tmp_path):
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    def failed(**codes: int) -> ChildFailedError:  # rank -> exit code, as torchrun's agent reports them
+        return ChildFailedError("attnkit", {int(r[1:]): ProcessFailure(local_rank=int(r[1:]), pid=100 + int(r[1:]),
+                                                                    exitcode=c, error_file="<none>")
+                                           for r, c in codes.items()})
+
+    # the agent SIGTERMs the survivors once rank 1 died: rank 1 is the cause
+    line = D.describe_failure(failed(r0=-15, r1=-9), tmp_path)
+    assert line.startswith("rank 1 (pid 101) was killed by SIGKILL; the job was stopped"), line
+    assert line.endswith(f"{tmp_path} holds no checkpoint yet (nothing to resume: start the run again)")
+    (tmp_path / "last.json").write_text(json.dumps({"step": 12}))
+    line = D.describe_failure(failed(r0=1, r1=-15), tmp_path, "attnkit train --resume R --nproc 2")
+    assert line == (f"rank 0 (pid 100) exited with status 1; the job was stopped; the last checkpoint "
+                    f"{tmp_path}/last.json (step 12) is intact: continue with `attnkit train --resume R --nproc 2`")
