@@ -117,7 +117,7 @@ def _launch(args: argparse.Namespace) -> int:
         tag = model_config(model).get("attention") or model_name(model)
         out = str(args.out_dir or default_run_dir(args.task, tag))
     if not args.json:
-        print(f"starting {args.nproc} processes (torchrun's elastic agent, DDP) -> {out}")
+        print(f"starting {args.nproc} processes (torchrun's elastic agent, {'FSDP2' if args.fsdp else 'DDP'}) -> {out}")
     try:
         return launch(args.nproc, _worker_argv(args, None if args.resume else out), device=args.device, run_dir=out,
                       resume_hint=f"attnkit train --resume {out} --nproc {args.nproc}")
