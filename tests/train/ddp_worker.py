@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+from pathlib import Path
 
 import torch
 
@@ -44,8 +45,28 @@ def run_job(job: dict) -> dict:
     kind, out, steps, model = job.pop("kind"), job.pop("out"), job.pop("steps"), job.pop("model", "seq2seq")
     if kind == "resume":
         return resume_run(out, steps=steps, progress=False, **job)
+    if kind == "load_dcp":  # FSDP2-shard a fresh model, load OUT/last.dcp into it, save it to OUT.loaded.safetensors
+        return _load_dcp(out, steps, model)
     task, net = build(model)
     return train(task, net, steps=steps, seed=7, out_dir=out, **{**RUN, **job})
+
+
+def _load_dcp(out: str, step: int, kind: str) -> dict:
+    import torch.distributed as dist
+    from safetensors.torch import save_file
+
+    from attnkit.train import make_optimizer
+    from attnkit.train.distributed import setup
+    from attnkit.train.sharded import full_state, load_sharded, shard_model
+
+    setup()
+    _, net = build(kind)
+    opt = shard_model(net, make_optimizer(net.parameters(), lr=1e-3), lambda ps: make_optimizer(ps, lr=1e-3))
+    assert load_sharded(Path(out), net, opt, step)
+    weights, optim = full_state(net, opt, optim=True)  # gathered on rank 0 (empty elsewhere)
+    if dist.get_rank() == 0:
+        save_file({**{f"model/{k}": v for k, v in weights.items()}, **optim[0]}, out + ".loaded.safetensors")
+    return {}
 
 
 def free_port() -> int:

@@ -260,14 +260,16 @@ class DistContext:
     def wrap(self, model: nn.Module, optimizer: torch.optim.Optimizer, make: Callable[[Any], torch.optim.Optimizer],
              *, resume: Optional[tuple[Path, int]] = None) -> torch.optim.Optimizer:
         """DDP over ``model.loss`` (rank 0's weights are broadcast to every rank here), or with ``fsdp``
-        FSDP2 (:mod:`attnkit.train.sharded`; ``resume``: (run dir, step) whose DCP shards to load).
-        Returns the optimizer to train with (a new one over the sharded parameters under FSDP)."""
+        FSDP2 (:mod:`attnkit.train.sharded`; ``resume``: (run dir, step) whose DCP shards it loads).
+        Returns the optimizer to train with (under FSDP a new one over the sharded parameters)."""
         if not self.active:
             return optimizer
         if self.fsdp:
             optimizer = sharded.shard_model(model, optimizer, make)
-            if resume is not None:
-                sharded.load_sharded(resume[0], model, optimizer, resume[1])
+            if resume is not None and not sharded.load_sharded(resume[0], model, optimizer, resume[1]):
+                raise DistributedError(f"an FSDP resume loads {resume[0]}/{sharded.DCP_NAME}, the shards written with "
+                                       f"last.json (step {resume[1]}); they are missing or from another step: resume "
+                                       "without FSDP (DDP reads the full checkpoint)")
             return optimizer
         from torch.nn.parallel import DistributedDataParallel as DDP
 

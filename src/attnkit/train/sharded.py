@@ -13,9 +13,13 @@ and the full Adam moments (``torch.distributed.checkpoint.state_dict`` with
 checkpoint, so ``evaluate`` / ``predict`` / ``generate`` load it as any other and a run resumes
 with or without FSDP at any world size. Alongside every ``last`` checkpoint each rank writes its
 own shards with ``torch.distributed.checkpoint`` (DCP) into ``RUN/last.dcp/`` (to a temporary
-directory renamed into place by rank 0), which an FSDP resume at the same world size loads
-shard by shard (:func:`load_sharded`). A Ctrl-C under FSDP saves nothing (a gather needs every
-rank): the last periodic checkpoint stands.
+directory renamed into place by rank 0); an FSDP resume loads them (:func:`load_sharded`) after
+the full checkpoint was validated and loaded, and refuses to start without them. DCP unpickles its
+``.metadata``: resume with FSDP only a run directory you trust (without FSDP nothing is unpickled,
+as everywhere in attnkit). The full Adam moments moved onto the shards by :func:`shard_model`
+(``set_optimizer_state_dict(full_state_dict=True)``) did not give rank 1 its own rows here
+(torch 2.13, CPU, gloo), which is why the DCP shards are what an FSDP resume reads.
+A Ctrl-C under FSDP saves nothing (a gather needs every rank): the last periodic checkpoint stands.
 """
 
 from __future__ import annotations
@@ -132,7 +136,8 @@ def save_sharded(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimiz
 
 def load_sharded(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> bool:
     """Load ``RUN/last.dcp`` into the sharded ``model`` / ``optimizer`` when it was written at ``step``
-    (the ``last`` checkpoint's); returns whether it did (False: the full checkpoint was used)."""
+    (the ``last`` checkpoint's); returns whether it did. DCP unpickles its ``.metadata``: a trusted
+    directory only."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
