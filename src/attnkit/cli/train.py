@@ -22,6 +22,15 @@ it another run (``--lr``, ``--batch-size``, ``--attention``, ``--model``, sizes,
 the run: ``--steps N --decay-steps 2N`` resumed with ``--steps 2N`` gives the
 weights of ``--steps 2N`` in one run; without ``--decay-steps`` the steps past N
 run at the final learning rate.
+
+``--nproc N`` trains on N processes with DDP (torchrun's elastic agent is started for you; the
+same as ``torchrun --standalone --nproc-per-node N -m attnkit train ...``): gloo on CPU, NCCL on
+CUDA (one device per process). ``--batch-size`` is then the global batch, all processes
+together, each training on its contiguous slice of every batch, so a run gives the weights of a
+one-process run of the same flags and resumes with any number of processes
+(``--resume RUN_DIR --nproc M``). Rank 0 alone prints, validates and writes the run directory.
+``--fsdp`` shards a Transformer's parameters, gradients and Adam moments instead (FSDP2); its
+checkpoints are the same files (gathered on rank 0), plus each rank's shards in ``last.dcp/``.
 """
 
 from __future__ import annotations
@@ -30,7 +39,16 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from ._common import CliError, add_train_flags, build, json_line, print_metrics, run_dir_error, set_threads
+from ._common import (
+    CliError,
+    add_train_flags,
+    build,
+    json_line,
+    print_metrics,
+    report_failure,
+    run_dir_error,
+    set_threads,
+)
 
 __all__ = ["add_parser", "run", "FIXED_ON_RESUME"]
 
@@ -51,7 +69,62 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "give the final budget to train it in parts with --resume")
     p.add_argument("--out", dest="out_dir", help="run directory (default runs/TASK-ATTENTION-TIMESTAMP)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
+    p.add_argument("--nproc", type=int, metavar="N", help="train on N processes (DDP; starts torchrun's elastic "
+                   "agent); --batch-size is then the global batch")
+    p.add_argument("--fsdp", action="store_true", help="with --nproc/torchrun: shard a Transformer's parameters, "
+                   "gradients and Adam moments across the processes (FSDP2) instead of copying them (DDP)")
     p.set_defaults(func=run)
+    _PARSER[:] = [p]
+
+
+_PARSER: list[argparse.ArgumentParser] = []  # the train parser, which worker command lines are rebuilt from
+
+
+def _worker_argv(args: argparse.Namespace, out: str | None) -> list[str]:
+    """The flags of ``args`` as a command line for the workers: the same run, without ``--nproc``."""
+    argv: list[str] = []
+    for action in _PARSER[0]._actions:
+        dest, value = action.dest, getattr(args, action.dest, None)
+        if dest in ("help", "nproc", "out_dir") or value is None or value is False:
+            continue
+        if not action.option_strings:
+            argv.append(str(value))
+        elif isinstance(action, argparse._StoreTrueAction):
+            argv.append(action.option_strings[-1])
+        elif isinstance(action, argparse._AppendAction):
+            for v in value:
+                argv += [action.option_strings[-1], str(v)]
+        else:
+            argv += [action.option_strings[-1], str(value)]
+    return ["-m", "attnkit", "train", *argv, *(["--out", out] if out else [])]
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """``--nproc N``: torchrun's elastic agent runs this command on N processes."""
+    from ..train import default_run_dir, model_config, model_name
+    from ..train.distributed import RankFailed, check_nproc, launch
+    from ..train.sharded import transformer_layers
+
+    check_nproc(args.nproc, args.device)
+    if args.resume:
+        _refuse_fixed(args)
+        out = args.resume
+    else:
+        if not args.task:
+            raise CliError("name a task: attnkit train TASK --nproc N")
+        _, model = build(args.task, args, attention=args.attention)  # the flags are checked before N processes start
+        if args.fsdp and not transformer_layers(model):
+            raise CliError(f"--fsdp shards the layers of a Transformer model (gpt, bert, transformer); the "
+                           f"{model_name(model)!r} model has none: drop --fsdp (DDP keeps a copy on every process)")
+        tag = model_config(model).get("attention") or model_name(model)
+        out = str(args.out_dir or default_run_dir(args.task, tag))
+    if not args.json:
+        print(f"starting {args.nproc} processes (torchrun's elastic agent, {'FSDP2' if args.fsdp else 'DDP'}) -> {out}")
+    try:
+        return launch(args.nproc, _worker_argv(args, None if args.resume else out), device=args.device, run_dir=out,
+                      resume_hint=f"attnkit train --resume {out} --nproc {args.nproc}")
+    except RankFailed as e:
+        return report_failure(args, str(e), 1)
 
 
 def _refuse_fixed(args: argparse.Namespace) -> None:
@@ -65,6 +138,20 @@ def _refuse_fixed(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..train.distributed import FromMain, setup, torchrun_env
+
+    if args.nproc is not None:
+        if torchrun_env() is not None:
+            raise CliError("--nproc starts torchrun's agent itself; under torchrun drop it (--nproc-per-node sets it)")
+        return _launch(args)
+    main = setup(args.device).is_main  # under torchrun: the process group; only rank 0 prints
+    try:
+        return _run(args, main)
+    except FromMain:  # rank 0 failed and reports it; the other ranks end quietly
+        return 2
+
+
+def _run(args: argparse.Namespace, main: bool) -> int:
     from ..train import default_run_dir, load_run, model_config, model_name, resolve_run_dir, resume_run, train
     from ..train.lock import RunDirectoryError, RunLock
     from ..train.report import write_report
@@ -77,8 +164,9 @@ def run(args: argparse.Namespace) -> int:
         _refuse_fixed(args)
         applied = ("steps", "minutes", "eval_every", "decay_steps")
         extra = {k: getattr(args, k) for k in applied if getattr(args, k) is not None}
+        extra["fsdp"] = args.fsdp
         try:  # held across resume_run, so its first read of last.json cannot race a live writer
-            with RunLock(args.resume) if Path(args.resume).is_dir() else contextlib.nullcontext():
+            with RunLock(args.resume) if main and Path(args.resume).is_dir() else contextlib.nullcontext():
                 result = resume_run(args.resume, device=args.device, progress=None if not args.json else False, **extra)
         except RunDirectoryError as e:
             raise run_dir_error(e) from None
@@ -89,17 +177,19 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"name a task: attnkit train TASK; tasks: {', '.join(list_tasks())}")
         task, model = build(args.task, args, attention=args.attention)
         out = args.out_dir or default_run_dir(args.task, model_config(model).get("attention") or model_name(model))
-        if not args.json:
+        if not args.json and main:
             n = sum(p.numel() for p in model.parameters())
             print(f"training {model_name(model)} ({n:,} parameters) on {task!r} -> {out}")
         try:
             result = train(
                 task, model, steps=args.steps, minutes=args.minutes, seed=args.seed or 0, device=args.device,
                 out_dir=out, force=args.force, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
-                decay_steps=args.decay_steps, progress=False if args.json else None,
+                decay_steps=args.decay_steps, progress=False if args.json else None, fsdp=args.fsdp,
             )
         except RunDirectoryError as e:
             raise run_dir_error(e) from None
+    if not main:
+        return 0
     if args.resume:
         task, model, _ = load_run(result["run_dir"], device=args.device)  # the best weights, as train() ends
     written = write_report(result["run_dir"], task, model, result)  # the demo's report, for every run

@@ -59,6 +59,7 @@ from .checkpoint import (
     split_prefix,
     write_atomic,
 )
+from .distributed import DistContext, current
 from .lock import claim_run_dir
 from .progress import Progress
 from .snapshot import StepSnapshot, rng_tensors, set_rng
@@ -335,20 +336,29 @@ class _Run:
     t_start: float = 0.0
     phase: str = "idle"  # "forward" / "update" / "idle": what an interrupt cut short
     before_step: Optional[StepSnapshot] = None  # RNG and buffers as they were before the current step
+    dist: DistContext = field(default_factory=DistContext)  # torchrun: rank 0 logs and writes (train.distributed)
 
     def log_event(self, event: dict[str, Any]) -> None:
-        if self.out is not None:
+        if self.out is not None and self.dist.is_main:
             with open(self.out / "history.jsonl", "a") as f:
                 f.write(json.dumps(event) + "\n")
 
-    def save(self, name: str, metrics: dict[str, Any]) -> None:
-        """Checkpoint ``name`` ("best": the weights; "last": also the optimizer and RNG state)."""
+    def save(self, name: str, metrics: dict[str, Any], *, sync: bool = True, full: Any = None) -> None:
+        """Checkpoint ``name`` ("best": the weights; "last": also the optimizer and RNG state).
+        Under torchrun rank 0 writes between barriers (``sync=False``: alone, for an interrupt)."""
         if self.out is None:
             return
-        tensors = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        if sync:  # FSDP: every rank joins the gather of the full state first (train.sharded)
+            full = self.dist.full_state(self.model, self.optimizer, last=name == "last", out=self.out,
+                                        step=self.state.step)
+            return self.dist.on_main(lambda: self.save(name, metrics, sync=False, full=full))
+        if not self.dist.is_main or (self.dist.fsdp and full is None):
+            return  # FSDP: an interrupt cannot gather the shards; the last periodic checkpoint stands
+        weights, optim = full if full is not None else (self.model.state_dict(), None)
+        tensors = {f"model/{k}": v for k, v in weights.items()}
         rest = None
         if name == "last":
-            optim, rest = optimizer_to_tensors(self.optimizer)
+            optim, rest = optim or optimizer_to_tensors(self.optimizer)
             tensors.update(optim)
             tensors.update(rng_tensors(self.device))
         meta = checkpoint_meta(
@@ -360,7 +370,8 @@ class _Run:
     def budget_left(self) -> bool:
         if self.opts.steps is not None and self.state.step >= self.opts.steps:
             return False
-        return self.opts.minutes is None or time.perf_counter() - self.t_start < self.opts.minutes * 60
+        spent = self.dist.agree_max(time.perf_counter() - self.t_start) if self.opts.minutes else 0.0  # ranks agree
+        return self.opts.minutes is None or spent < self.opts.minutes * 60
 
     def reached_target(self) -> bool:
         """``stop_at`` reached by the last validation."""
@@ -405,15 +416,16 @@ def train_step(run: _Run, batches: Iterator[tuple[int, int, Any]]) -> dict[str, 
     opts, state = run.opts, run.state
     run.phase = "forward"
     run.before_step.take()
+    run.dist.seed_step(state.seed, state.step)  # torchrun: each rank's dropout from (seed, step, rank)
     t_step = time.perf_counter()
     epoch, offset, batch = next(batches)
     batch = batch.to(run.device) if hasattr(batch, "to") else batch
-    elapsed = (time.perf_counter() - run.t_start) / (opts.minutes * 60) if opts.minutes else None
+    elapsed = run.dist.agree_max(time.perf_counter() - run.t_start) / (opts.minutes * 60) if opts.minutes else None
     rate = lr_at(state.step, lr=opts.lr, warmup=opts.warmup, steps=opts.decay_steps, min_lr_ratio=opts.min_lr_ratio,
                  elapsed=elapsed)
     for g in run.optimizer.param_groups:
         g["lr"] = rate
-    loss, m = run.model.loss(batch)
+    loss, m = run.dist.loss(run.model, batch)  # torchrun: this rank's rows; the metrics of the global batch
     value = m["loss"] if isinstance(m.get("loss"), float) else float(loss)  # the models report it already
     if not math.isfinite(value):
         raise LossNotFinite(f"the loss became {value} at step {state.step}; lr={opts.lr:g} may be too high "
@@ -439,7 +451,8 @@ def train_step(run: _Run, batches: Iterator[tuple[int, int, Any]]) -> dict[str, 
 def validate(run: _Run) -> dict[str, Any]:
     """Score the validation split; a new best updates the state, keeps the weights and saves ``best``."""
     state, metric = run.state, run.metric
-    m = run.task.evaluate(run.model, "valid", max_examples=run.opts.eval_examples)
+    m = run.dist.on_main(lambda: run.task.evaluate(run.model, "valid", max_examples=run.opts.eval_examples),
+                         share=True, everywhere=run.dist.fsdp)  # torchrun: rank 0's scores on every rank
     m = {k: v for k, v in m.items() if v is None or isinstance(v, (int, float))}  # None: could not be computed
     val = m.get(metric)
     improved = val is not None and (_better(val, state.best, run.higher) or _no_worse(m, state.best_metrics, metric))
@@ -462,7 +475,7 @@ def _interrupted(run: _Run) -> None:
         if run.phase == "forward":
             run.before_step.restore()  # the RNG draws and buffer updates of the cut step are undone
         run.state.seconds = time.perf_counter() - run.t_start
-        run.save("last", run.last_valid)
+        run.save("last", run.last_valid, sync=False)
 
 
 def finish(run: _Run, start_step: int, *, final_eval: bool) -> dict[str, Any]:
@@ -483,10 +496,10 @@ def finish(run: _Run, start_step: int, *, final_eval: bool) -> dict[str, Any]:
             model.load_state_dict(run.best_weights)
         elif run.out is not None and state.best_step is not None:
             best, _ = load_checkpoint(run.out, "best")
-            model.load_state_dict({k: v.to(run.device) for k, v in split_prefix(best, "model").items()})
-        test = run.task.evaluate(model, "test")
+            run.dist.load_weights(model, {k: v.to(run.device) for k, v in split_prefix(best, "model").items()})
+        test = run.dist.on_main(lambda: run.task.evaluate(model, "test"), share=True, everywhere=run.dist.fsdp)
         result.update({k: v for k, v in test.items() if v is None or isinstance(v, (int, float))})
-    if run.out is not None:
+    if run.out is not None and run.dist.is_main:
         write_atomic(run.out / "metrics.json", (json.dumps(result, indent=1) + "\n").encode())
         run.log_event({"event": "done", **result})
     return result
@@ -501,6 +514,7 @@ def train(
     out_dir: str | Path | None = None,
     resume: bool = False,
     force: bool = False,
+    fsdp: bool = False,
     final_eval: bool = True,
     progress: Optional[bool] = None,
     callback: Optional[Callable[[int, dict[str, float]], None]] = None,
@@ -519,17 +533,19 @@ def train(
     or ``force`` (which deletes that run). ``resume=True`` continues from ``out_dir/last.json``
     with the options saved there (options given win; ``steps`` extends the run on its saved
     schedule). ``stop_at`` ends training once the validation metric reaches it.
-    ``callback(step, metrics)`` runs after every step (tests use it to interrupt).
+    ``callback(step, metrics)`` runs after every step (tests use it to interrupt). Under torchrun: DDP
+    (``fsdp``: FSDP2), ``batch_size`` the global batch (:mod:`attnkit.train.distributed`).
     """
-    dev = resolve_device(device)
-    out = Path(out_dir) if out_dir is not None else None
+    dist = current(device, fsdp=fsdp)  # torchrun: the process group (train.distributed); else one process
+    dev = dist.place(resolve_device(device))
+    out = dist.broadcast(Path(out_dir) if out_dir is not None else None)  # rank 0 names the run directory
     if resume and out is None:
         raise ValueError("resume=True needs out_dir, the run directory to continue")
-    lock = claim_run_dir(out, resume=resume, force=force) if out is not None else None
+    lock = dist.on_main(lambda: claim_run_dir(out, resume=resume, force=force)) if out is not None else None
     try:
         return _train_locked(task, model, seed=seed, dev=dev, out=out, resume=resume, final_eval=final_eval,
-                             progress=progress, callback=callback, options=options,
-                             stale=lock.stale if lock is not None else None)
+                             progress=progress if dist.is_main else False, callback=callback, options=options,
+                             stale=lock.stale if lock is not None else None, dist=dist)
     finally:
         if lock is not None:
             lock.release()
@@ -538,22 +554,25 @@ def train(
 def _train_locked(task: Any, model: torch.nn.Module, *, seed: int, dev: torch.device, out: Optional[Path],
                   resume: bool, final_eval: bool, progress: Optional[bool],
                   callback: Optional[Callable[[int, dict[str, float]], None]], options: dict[str, Any],
-                  stale: Optional[dict[str, Any]]) -> dict[str, Any]:
+                  stale: Optional[dict[str, Any]], dist: DistContext) -> dict[str, Any]:
     model.to(dev)
     tensors, meta = _load_last(out, model) if resume else ({}, None)
     saved = meta["train"] if meta is not None else None
     opts = resolve_options(task.name, model_name(model), saved=saved["options"] if saved else None, **options)
     state = RunState.from_json(saved["state"]) if saved else RunState(seed=int(seed))
+    dist.check_batch_size(opts.batch_size)
     if not resume:
         torch.manual_seed(state.seed)
     optimizer = make_optimizer(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     if saved:
         restore(model, optimizer, tensors, saved["optimizer"], dev)
+    optimizer = dist.wrap(model, optimizer, lambda ps: make_optimizer(ps, lr=opts.lr, weight_decay=opts.weight_decay),
+                          resume=(out, state.step) if saved else None)  # torchrun: DDP or FSDP2
     run = _Run(task=task, model=model, optimizer=optimizer, opts=opts, state=state, device=dev, out=out,
                bar=Progress(opts.steps, minutes=opts.minutes, enabled=progress),
                metric=getattr(task, "primary_metric", "exact_match"), higher=getattr(task, "higher_is_better", True),
                summary=_summary(task, model), params=[p for g in optimizer.param_groups for p in g["params"]],
-               before_step=StepSnapshot(model, dev))
+               before_step=StepSnapshot(model, dev), dist=dist)
     if stale:  # the lock file named a holder that died without releasing it
         run.log_event({"event": "stale_lock", "holder": stale})
 
