@@ -112,7 +112,9 @@ def test_cli_nproc_2_trains_end_to_end_and_torchrun_resumes_it(tmp_path):
     result = json.loads(lines[0])
     assert result["steps"] == 4 and result["run_dir"] == str(out)
     events = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
-    assert [e["event"] for e in events] == ["valid", "valid", "done"]
+    # rank 0 alone writes: one training line per step (the global batch's loss), one per validation
+    assert [e["event"] for e in events] == ["train", "train", "valid", "train", "train", "valid", "done"]
+    assert [e["step"] for e in events if e["event"] == "train"] == [1, 2, 3, 4]
     _, meta = load_checkpoint(out, "last")
     assert meta["step"] == 4 and meta["train"]["options"]["batch_size"] == 8  # the global batch
     # torchrun itself, as the interface: the same command line, the run continued on 2 ranks
