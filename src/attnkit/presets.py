@@ -235,7 +235,8 @@ def model_options(task: str, model: str, **flags: Any) -> dict[str, Any]:
 
     ``flags`` are the training CLI's model flags (``attention``, ``hidden_dim``, ``embed_dim``,
     ``decoder``, ``cell``; None = not given). A Transformer has one width, so ``hidden_dim`` /
-    ``embed_dim`` set its ``dim``; ``decoder`` and ``cell`` configure the RNN only.
+    ``embed_dim`` set its ``dim``; ``decoder`` and ``cell`` configure the RNN only; a CNN's
+    ``hidden_dim`` is its first stage's ``width``.
     """
     out = dict(preset(task, model).model)
     given = {k: v for k, v in flags.items() if v is not None}
@@ -250,6 +251,13 @@ def model_options(task: str, model: str, **flags: Any) -> dict[str, Any]:
             raise ValueError(f"a {model} has one width: hidden_dim={hidden} and embed_dim={embed} differ")
         if hidden is not None or embed is not None:
             given["dim"] = hidden if hidden is not None else embed
+    if model in ("cnn", "mlp", "ram"):  # the image models: no embedding, no RNN decoder
+        for seq_only in ("embed_dim", *_RNN_ONLY):
+            if seq_only in given:
+                raise ValueError(f"{seq_only}={given[seq_only]!r} configures a sequence model; a {model} reads "
+                                 f"images and has no {seq_only} (drop it)")
+        if model == "cnn" and "hidden_dim" in given:
+            given["width"] = given.pop("hidden_dim")  # the channels of the first stage
     if att is not None:
         given.update(resolve_attention(model, att))
     out.update(given)
