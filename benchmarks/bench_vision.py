@@ -38,6 +38,9 @@ from attnkit.train import train
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+RUNS: Path | None = None  # --runs: keep every run directory there (for `attnkit predict RUN_DIR --plot`)
+
+
 def run_one(task_name: str, model: str, *, seed: int = 0, steps: int | None = None, attention: str | None = None,
             label: str, **fields: Any) -> dict[str, Any]:
     """Train (task, model) with the presets' options (``fields`` override model fields); the test metrics."""
@@ -47,7 +50,11 @@ def run_one(task_name: str, model: str, *, seed: int = 0, steps: int | None = No
     net = build_model(model_config_for_task(model, task, **opts))
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    res = train(task, net, seed=seed, steps=steps, progress=False)
+    out_dir = None
+    if RUNS is not None:
+        slug = "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")
+        out_dir = RUNS / f"{task_name}-{slug}-s{seed}"
+    res = train(task, net, seed=seed, steps=steps, progress=False, out_dir=out_dir, force=out_dir is not None)
     wall = time.perf_counter() - t0
     row = {"label": label, "task": task_name, "model": model, "seed": seed, "accuracy": res["accuracy"],
            "error": 1 - res["accuracy"], "valid_accuracy": res["valid_accuracy"], "parameters": res["parameters"],
@@ -59,15 +66,14 @@ def run_one(task_name: str, model: str, *, seed: int = 0, steps: int | None = No
     return row
 
 
-def table_cnn(steps: int | None, seeds: list[int]) -> dict[str, Any]:
-    rows = [run_one("digits", "cnn", attention=a, seed=s, steps=steps, label=a)
-            for a in ("none", "se", "spatial", "cbam") for s in seeds]
+def table_cnn(steps: int | None, seeds: list[int], attentions: list[str]) -> dict[str, Any]:
+    rows = [run_one("digits", "cnn", attention=a, seed=s, steps=steps, label=a) for a in attentions for s in seeds]
     summary = {}
-    for a in ("none", "se", "spatial", "cbam"):
+    for a in attentions:
         acc = torch.tensor([r["accuracy"] for r in rows if r["label"] == a], dtype=torch.float64)
         summary[a] = {"mean": float(acc.mean()), "sd": float(acc.std()) if acc.numel() > 1 else 0.0,
                       "min": float(acc.min()), "max": float(acc.max()), "met": bool(acc.mean() >= 0.985)}
-    none_err = 1 - summary["none"]["mean"]
+    none_err = 1 - summary["none"]["mean"] if "none" in summary else float("nan")
     print(f"\n{'attention':<10} {'accuracy (mean ± sd)':>22} {'min - max':>17} {'error / none':>13}  target >= 98.5 %")
     for a, s in summary.items():
         ratio = (1 - s["mean"]) / none_err if none_err > 0 else float("nan")
@@ -76,15 +82,20 @@ def table_cnn(steps: int | None, seeds: list[int]) -> dict[str, Any]:
     return {"rows": rows, "summary": summary}
 
 
-def _baselines(task: str, steps: int | None) -> list[dict[str, Any]]:
-    return [run_one(task, "ram", policy="random", steps=steps, label="RAM, random glimpses (6)"),
-            run_one(task, "mlp", steps=steps, label="fully connected"),
-            run_one(task, "cnn", steps=steps, label="CNN (no attention)")]
+def _baselines(task: str, steps: int | None, which: list[str]) -> list[dict[str, Any]]:
+    runs = {"random": lambda: run_one(task, "ram", policy="random", steps=steps, label="RAM, random glimpses (6)"),
+            "mlp": lambda: run_one(task, "mlp", steps=steps, label="fully connected"),
+            "cnn": lambda: run_one(task, "cnn", steps=steps, label="CNN (no attention)")}
+    return [runs[w]() for w in ("random", "mlp", "cnn") if w in which]
 
 
-def table_translated(steps: int | None, glimpses: list[int]) -> dict[str, Any]:
-    rows = [run_one("translated-digits", "ram", glimpses=g, steps=steps, label=f"RAM, {g} glimpses") for g in glimpses]
-    rows += _baselines("translated-digits", steps)
+def table_translated(steps: int | None, glimpses: list[int], which: list[str]) -> dict[str, Any]:
+    rows = [run_one("translated-digits", "ram", glimpses=g, steps=steps, label=f"RAM, {g} glimpses")
+            for g in (glimpses if "ram" in which else [])]
+    rows += _baselines("translated-digits", steps, which)
+    if not rows or "ram" not in which:
+        _print(rows, reference=rows[0]) if rows else None
+        return {"rows": rows}
     ram = [r for r in rows if r["label"].endswith("glimpses") and "random" not in r["label"]]
     falling = all(a["error"] >= b["error"] for a, b in zip(ram, ram[1:]))
     best6 = max((r["accuracy"] for r in ram if r["config"]["glimpses"] <= 6), default=0.0)
@@ -95,9 +106,12 @@ def table_translated(steps: int | None, glimpses: list[int]) -> dict[str, Any]:
                                       "error_falls": falling}}
 
 
-def table_cluttered(steps: int | None) -> dict[str, Any]:
-    rows = [run_one("cluttered-digits", "ram", steps=steps, label="RAM, 6 glimpses")] + _baselines("cluttered-digits",
-                                                                                                   steps)
+def table_cluttered(steps: int | None, which: list[str]) -> dict[str, Any]:
+    rows = [run_one("cluttered-digits", "ram", steps=steps, label="RAM, 6 glimpses")] if "ram" in which else []
+    rows += _baselines("cluttered-digits", steps, which)
+    if len(rows) < 4:
+        _print(rows, reference=rows[0]) if rows else None
+        return {"rows": rows}
     ram, rnd, fc = rows[0], rows[1], rows[2]
     ratio = rnd["error"] / ram["error"] if ram["error"] > 0 else float("inf")
     _print(rows, reference=ram)
@@ -124,10 +138,16 @@ def main() -> None:
                     help="which table (repeatable; default all three)")
     ap.add_argument("--steps", type=int, help="override every run's step budget (default: the presets')")
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the CNN table")
+    ap.add_argument("--attention", default="none,se,spatial,cbam", help="block attentions of the CNN table")
     ap.add_argument("--glimpses", default="2,4,6,8", help="glimpse counts of the translated table")
+    ap.add_argument("--rows", default="ram,random,mlp,cnn",
+                    help="rows of the translated / cluttered tables: ram (every --glimpses), random, mlp, cnn")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", help="JSON path (default benchmarks/results/vision_<tables>.json)")
+    ap.add_argument("--runs", help="keep the run directories under this folder")
     args = ap.parse_args()
+    global RUNS
+    RUNS = Path(args.runs) if args.runs else None
     torch.set_num_threads(args.threads)
     tables = args.table or ["cnn", "translated", "cluttered"]
     out: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": args.threads,
@@ -136,11 +156,11 @@ def main() -> None:
     for t in tables:
         print(f"== {t} ==", flush=True)
         if t == "cnn":
-            out[t] = table_cnn(args.steps, [int(s) for s in args.seeds.split(",")])
+            out[t] = table_cnn(args.steps, [int(s) for s in args.seeds.split(",")], args.attention.split(","))
         elif t == "translated":
-            out[t] = table_translated(args.steps, [int(g) for g in args.glimpses.split(",")])
+            out[t] = table_translated(args.steps, [int(g) for g in args.glimpses.split(",")], args.rows.split(","))
         else:
-            out[t] = table_cluttered(args.steps)
+            out[t] = table_cluttered(args.steps, args.rows.split(","))
     out["wall_seconds"] = round(time.perf_counter() - t0, 1)
     out["load_end"] = os.getloadavg()
     path = Path(args.out) if args.out else RESULTS / f"vision_{'_'.join(tables)}.json"

@@ -77,7 +77,7 @@ _SMALL_TRANSFORMER = {"dim": 64, "num_heads": 4, "encoder_layers": 2, "decoder_l
 _DIGITS_TRAIN = {"steps": 800, "batch_size": 64, "lr": 3e-3, "warmup": 50, "weight_decay": 1e-4,
                  "eval_every": 200, "eval_examples": 1000}
 #: RAM: REINFORCE needs many more, cheaper steps; every epoch places each digit afresh
-_CANVAS_TRAIN = {"steps": 8000, "batch_size": 64, "lr": 1e-3, "warmup": 200, "eval_every": 1000,
+_CANVAS_TRAIN = {"steps": 3000, "batch_size": 64, "lr": 1e-3, "warmup": 200, "eval_every": 500,
                  "eval_examples": 1000}
 _RAM = {"glimpse_dim": 128, "hidden_dim": 128}
 _VISION_PRESETS: dict[tuple[str, str], Preset] = {
@@ -86,7 +86,7 @@ _VISION_PRESETS: dict[tuple[str, str], Preset] = {
     **{(t, "ram"): Preset(model=_RAM, train=_CANVAS_TRAIN) for t in ("translated-digits", "cluttered-digits")},
     **{(t, "mlp"): Preset(model={"hidden_dim": 256, "dropout": 0.2}, train=_CANVAS_TRAIN)
        for t in ("translated-digits", "cluttered-digits")},
-    **{(t, "cnn"): Preset(model={"width": 16}, train={**_CANVAS_TRAIN, "steps": 3000, "lr": 3e-3})
+    **{(t, "cnn"): Preset(model={"width": 16}, train={**_CANVAS_TRAIN, "lr": 3e-3})
        for t in ("translated-digits", "cluttered-digits")},
 }
 _VISION_MODELS = {"digits": "cnn", "translated-digits": "ram", "cluttered-digits": "ram"}
