@@ -93,8 +93,9 @@ def table_translated(steps: int | None, glimpses: list[int], which: list[str]) -
     rows = [run_one("translated-digits", "ram", glimpses=g, steps=steps, label=f"RAM, {g} glimpses")
             for g in (glimpses if "ram" in which else [])]
     rows += _baselines("translated-digits", steps, which)
-    if not rows or "ram" not in which:
-        _print(rows, reference=rows[0]) if rows else None
+    if not rows or "ram" not in which:  # a part of the table (the rows run in separate processes)
+        if rows:
+            _print(rows, reference=rows[0])
         return {"rows": rows}
     ram = [r for r in rows if r["label"].endswith("glimpses") and "random" not in r["label"]]
     falling = all(a["error"] >= b["error"] for a, b in zip(ram, ram[1:]))
@@ -109,8 +110,9 @@ def table_translated(steps: int | None, glimpses: list[int], which: list[str]) -
 def table_cluttered(steps: int | None, which: list[str]) -> dict[str, Any]:
     rows = [run_one("cluttered-digits", "ram", steps=steps, label="RAM, 6 glimpses")] if "ram" in which else []
     rows += _baselines("cluttered-digits", steps, which)
-    if len(rows) < 4:
-        _print(rows, reference=rows[0]) if rows else None
+    if len(rows) < 4:  # a part of the table
+        if rows:
+            _print(rows, reference=rows[0])
         return {"rows": rows}
     ram, rnd, fc = rows[0], rows[1], rows[2]
     ratio = rnd["error"] / ram["error"] if ram["error"] > 0 else float("inf")
