@@ -237,7 +237,7 @@ def _check_int(task: str, name: str, value: int, lo: int, hi: int, fix: str) -> 
         raise ValueError(f"task {task!r}: {name}={value} is impossible; {fix}")
 
 
-@register_task("digits", "sklearn-digits")
+@register_task("digits")
 def digits(*, seed: int = 0) -> ImageTask:
     """scikit-learn's 8x8 digits, a stratified train/valid/test split (70/10/20 %) drawn from ``seed``."""
     images, labels = digit_images()
