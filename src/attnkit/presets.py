@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .core.scores import SCORES
+from .models.vision import BLOCK_ATTENTIONS, block_attention
 from .nn.registry import list_mechanisms, resolve
 
 __all__ = [
+    "COMPARE_SEEDS",
     "Preset",
     "PRESETS",
     "TRAIN_DEFAULTS",
@@ -70,6 +72,28 @@ _BABY_GPT = {"num_layers": 4, "num_heads": 4, "dim": 128, "dropout": 0.0}
 #: tasks with tens of thousands of examples and a time budget (dates, copy ...)
 _SMALL_TRANSFORMER = {"dim": 64, "num_heads": 4, "encoder_layers": 2, "decoder_layers": 2, "dropout": 0.0}
 
+# -- vision (issue 13): digits, translated and cluttered digits -------------------------------------
+#: budgets for one 2-core CPU: the CNN's 1,259 training digits take ~20 steps an epoch
+_DIGITS_TRAIN = {"steps": 800, "batch_size": 64, "lr": 3e-3, "warmup": 50, "weight_decay": 1e-4,
+                 "eval_every": 200, "eval_examples": 1000}
+#: RAM: REINFORCE needs many more, cheaper steps; every epoch places each digit afresh
+_CANVAS_TRAIN = {"steps": 3000, "batch_size": 64, "lr": 1e-3, "warmup": 200, "eval_every": 500,
+                 "eval_examples": 1000}
+_RAM = {"glimpse_dim": 128, "hidden_dim": 128}
+_VISION_PRESETS: dict[tuple[str, str], Preset] = {
+    ("digits", "cnn"): Preset(model={"width": 32}, train=_DIGITS_TRAIN),
+    ("digits", "mlp"): Preset(model={"hidden_dim": 256}, train=_DIGITS_TRAIN),
+    **{(t, "ram"): Preset(model=_RAM, train=_CANVAS_TRAIN) for t in ("translated-digits", "cluttered-digits")},
+    **{(t, "mlp"): Preset(model={"hidden_dim": 256, "dropout": 0.2}, train=_CANVAS_TRAIN)
+       for t in ("translated-digits", "cluttered-digits")},
+    **{(t, "cnn"): Preset(model={"width": 16}, train={**_CANVAS_TRAIN, "lr": 3e-3})
+       for t in ("translated-digits", "cluttered-digits")},
+}
+_VISION_MODELS = {"digits": "cnn", "translated-digits": "ram", "cluttered-digits": "ram"}
+#: the seeds ``attnkit compare`` trains each row on when ``--seeds`` is not given (other tasks: ``--seed``)
+COMPARE_SEEDS: Mapping[str, tuple[int, ...]] = {t: (0, 1, 2) for t in _VISION_MODELS}
+
+
 PRESETS: dict[tuple[str, str], Preset] = {
     # the RNN encoder-decoder with attention (Bahdanau et al. 2014)
     ("numbers", "seq2seq"): Preset(
@@ -112,12 +136,14 @@ PRESETS: dict[tuple[str, str], Preset] = {
     ("shakespeare-genre", "bert"): Preset(
         model={**_BABY_GPT, "dropout": 0.1}, train={**_SHAKESPEARE_TRAIN, "lr": 3e-4, "batch_size": 32}
     ),
+    **_VISION_PRESETS,
 }
 
 #: the model ``attnkit train TASK`` trains when ``--model`` is not given
 DEFAULT_MODELS: Mapping[str, str] = {
     "numbers": "seq2seq", "dates": "seq2seq", "g2p": "seq2seq", "copy": "seq2seq", "reverse": "seq2seq",
     "sort": "seq2seq", "shakespeare": "gpt", "shakespeare-mlm": "bert", "shakespeare-genre": "bert",
+    **_VISION_MODELS,
 }
 
 
@@ -157,6 +183,7 @@ def resolve_attention(model: str, name: str) -> dict[str, Any]:
     * ``seq2seq``: ``{"attention": canonical mechanism name}`` (``attnkit.list_mechanisms()``).
     * ``transformer`` / ``gpt`` / ``bert``: ``{"score": score name}`` for a score of the registry
       (``scaled_dot``, ``additive`` ...), ``{}`` for the plain layer, ``{"window": 8}`` for local.
+    * ``cnn``: ``{"attention": "none" | "se" | "spatial" | "cbam"}`` in every residual block.
 
     >>> resolve_attention("seq2seq", "Luong_General")
     {'attention': 'luong-general'}
@@ -183,8 +210,10 @@ def resolve_attention(model: str, name: str) -> dict[str, Any]:
             raise ValueError(f"attention={name!r} is an alignment score; a seq2seq model takes an attention "
                              f"mechanism (e.g. bahdanau, luong-general, luong-dot, content); "
                              f"valid: {', '.join(list_mechanisms(kind='sequence'))}") from e
+    if model == "cnn":  # the attention in every residual block
+        return {"attention": block_attention(name)}
     raise ValueError(f"model {model!r} takes no attention option; models that do: seq2seq, "
-                     f"{', '.join(TRANSFORMER_KINDS)}")
+                     f"{', '.join(TRANSFORMER_KINDS)}, cnn")
 
 
 def attention_table() -> list[tuple[str, str, list[str]]]:
@@ -193,6 +222,7 @@ def attention_table() -> list[tuple[str, str, list[str]]]:
         ("seq2seq", "an attention mechanism of attnkit.nn", list_mechanisms(kind="sequence")),
         (", ".join(TRANSFORMER_KINDS), "an alignment score of every multi-head layer, or local windows",
          sorted(set(SCORES) | set(_TRANSFORMER_NAMES))),
+        ("cnn", "the attention in every residual block (SE, spatial, CBAM)", list(BLOCK_ATTENTIONS)),
     ]
 
 
@@ -205,7 +235,8 @@ def model_options(task: str, model: str, **flags: Any) -> dict[str, Any]:
 
     ``flags`` are the training CLI's model flags (``attention``, ``hidden_dim``, ``embed_dim``,
     ``decoder``, ``cell``; None = not given). A Transformer has one width, so ``hidden_dim`` /
-    ``embed_dim`` set its ``dim``; ``decoder`` and ``cell`` configure the RNN only.
+    ``embed_dim`` set its ``dim``; ``decoder`` and ``cell`` configure the RNN only; a CNN's
+    ``hidden_dim`` is its first stage's ``width``.
     """
     out = dict(preset(task, model).model)
     given = {k: v for k, v in flags.items() if v is not None}
@@ -220,6 +251,13 @@ def model_options(task: str, model: str, **flags: Any) -> dict[str, Any]:
             raise ValueError(f"a {model} has one width: hidden_dim={hidden} and embed_dim={embed} differ")
         if hidden is not None or embed is not None:
             given["dim"] = hidden if hidden is not None else embed
+    if model in ("cnn", "mlp", "ram"):  # the image models: no embedding, no RNN decoder
+        for seq_only in ("embed_dim", *_RNN_ONLY):
+            if seq_only in given:
+                raise ValueError(f"{seq_only}={given[seq_only]!r} configures a sequence model; a {model} reads "
+                                 f"images and has no {seq_only} (drop it)")
+        if model == "cnn" and "hidden_dim" in given:
+            given["width"] = given.pop("hidden_dim")  # the channels of the first stage
     if att is not None:
         given.update(resolve_attention(model, att))
     out.update(given)

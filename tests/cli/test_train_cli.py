@@ -65,7 +65,7 @@ def test_predict_names_out_of_vocabulary_characters(run_dir, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "nubmers"], "did you mean 'numbers'? valid tasks: copy, dates, g2p"),
+        (["train", "nubmers"], "did you mean 'numbers'? valid tasks: cluttered-digits, copy, dates, digits, g2p"),
         (["train", "reverse", "--attention", "bahdanu", *TINY], "unknown attention mechanism 'bahdanu'"),
         (["train", "reverse", "--decoder", "transformer", *TINY], "valid decoders: bahdanau, luong"),
         (["train"], "name a task"),

@@ -107,7 +107,7 @@ def test_optional_table_agrees_with_pyproject_extras() -> None:
     for extra, reqs in extras.items():
         if extra not in ("all", "test", "docs"):  # tools for the repository, never imported by attnkit
             assert names(reqs) <= listed, (extra, names(reqs) - listed)
-    assert extras["all"] == ["attnkit[data,viz,shakespeare,hf]"]  # every extra but triton (GPU only)
+    assert extras["all"] == ["attnkit[data,viz,vision,shakespeare,hf]"]  # every extra but triton (GPU only)
 
 
 # -- a metric that cannot be computed is missing, not fatal -----------------------------------------

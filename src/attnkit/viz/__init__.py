@@ -1,5 +1,5 @@
 """attnkit.viz: alignment heatmaps for the terminal and for files, grids of attention heads, training curves,
-and the HTML explorer.
+attention over images (glimpse paths, spatial maps, channel weights per class) and the HTML explorer.
 
 Every picture shares the look of :mod:`attnkit.viz.style` (colour map, colour bar, titles,
 horizontal token labels, a slide-sized figure); the ``*_figure`` functions return the
@@ -11,7 +11,9 @@ from .curves import curves_figure, moving_average, plot_curves, read_history
 from .explore import AttentionLayer, Explorer, ExplorerData, explore
 from .heads import heads_figure, plot_heads, plot_heads_grid
 from .heatmap import SHADES, alignment_figure, alignment_grid, argmax_alignment, plot_alignments, span_alignment
+from .vision import glimpse_boxes, plot_image_attention
 
 __all__ = ["SHADES", "alignment_grid", "alignment_figure", "argmax_alignment", "plot_alignments", "span_alignment",
            "heads_figure", "plot_heads", "plot_heads_grid", "curves_figure", "plot_curves", "read_history",
-           "moving_average", "style", "AttentionLayer", "Explorer", "ExplorerData", "explore"]
+           "moving_average", "style", "AttentionLayer", "Explorer", "ExplorerData", "explore",
+           "plot_image_attention", "glimpse_boxes"]

@@ -1,0 +1,175 @@
+"""Attention for images, trained to the issue's targets on CPU: the tables of issue 13.
+
+1. ``cnn``: the ResNet of ``attnkit.models.vision`` on ``digits`` with each block attention
+   (none, se, spatial, cbam), seeds 0, 1, 2: test accuracy mean ± sd, parameters, wall time.
+   Target: each >= 98.5 % (mean of 3 seeds).
+2. ``translated``: the Recurrent Attention Model on ``translated-digits`` (32x32) with 2, 4, 6 and 8
+   glimpses, beside the same-budget baselines: a fully connected net, the CNN, RAM with random
+   glimpses (6). Targets: >= 97 % with <= 6 glimpses; error falling 2 -> 4 -> 6 -> 8.
+3. ``cluttered``: RAM on ``cluttered-digits`` (4 fragments) beside random glimpses, the fully
+   connected net and the CNN. Targets: >= 90 %; random-glimpse error >= 2x RAM's; RAM ahead of FC.
+
+Every run trains with the options of ``attnkit.presets`` for its (task, model) (what ``attnkit
+train TASK --model M`` does), so the budget is the presets table's; each row records its wall time,
+training steps and ``os.getloadavg()`` before and after. The peer of a learning result is its
+baseline in the same budget: each table prints the ratio of errors beside it.
+
+    .venv/bin/python benchmarks/bench_vision.py --table cnn
+    .venv/bin/python benchmarks/bench_vision.py --table translated --threads 1
+    .venv/bin/python benchmarks/bench_vision.py --table cluttered --steps 50      # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attnkit.data import get_task
+from attnkit.models import build_model, model_config_for_task
+from attnkit.presets import model_options
+from attnkit.train import train
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+RUNS: Path | None = None  # --runs: keep every run directory there (for `attnkit predict RUN_DIR --plot`)
+
+
+def run_one(task_name: str, model: str, *, seed: int = 0, steps: int | None = None, attention: str | None = None,
+            label: str, **fields: Any) -> dict[str, Any]:
+    """Train (task, model) with the presets' options (``fields`` override model fields); the test metrics."""
+    task = get_task(task_name, seed=seed)
+    opts = {**model_options(task.name, model, attention=attention), **fields}
+    torch.manual_seed(seed)
+    net = build_model(model_config_for_task(model, task, **opts))
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    out_dir = None
+    if RUNS is not None:
+        slug = "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")
+        out_dir = RUNS / f"{task_name}-{slug}-s{seed}"
+    res = train(task, net, seed=seed, steps=steps, progress=False, out_dir=out_dir, force=out_dir is not None)
+    wall = time.perf_counter() - t0
+    row = {"label": label, "task": task_name, "model": model, "seed": seed, "accuracy": res["accuracy"],
+           "error": 1 - res["accuracy"], "valid_accuracy": res["valid_accuracy"], "parameters": res["parameters"],
+           "steps": res["steps"], "wall_seconds": round(wall, 1), "train_seconds": round(res["train_seconds"], 1),
+           "load_before": [round(x, 2) for x in load0], "load_after": [round(x, 2) for x in os.getloadavg()],
+           "config": dict(net.config)}
+    print(f"  {label:<28} seed {seed}: accuracy {row['accuracy']:.2%}  ({row['parameters']:,} parameters, "
+          f"{row['steps']} steps, {wall:.0f} s, load {row['load_after'][0]:.1f})", flush=True)
+    return row
+
+
+def table_cnn(steps: int | None, seeds: list[int], attentions: list[str]) -> dict[str, Any]:
+    rows = [run_one("digits", "cnn", attention=a, seed=s, steps=steps, label=a) for a in attentions for s in seeds]
+    summary = {}
+    for a in attentions:
+        acc = torch.tensor([r["accuracy"] for r in rows if r["label"] == a], dtype=torch.float64)
+        summary[a] = {"mean": float(acc.mean()), "sd": float(acc.std()) if acc.numel() > 1 else 0.0,
+                      "min": float(acc.min()), "max": float(acc.max()), "met": bool(acc.mean() >= 0.985)}
+    none_err = 1 - summary["none"]["mean"] if "none" in summary else float("nan")
+    print(f"\n{'attention':<10} {'accuracy (mean ± sd)':>22} {'min - max':>17} {'error / none':>13}  target >= 98.5 %")
+    for a, s in summary.items():
+        ratio = (1 - s["mean"]) / none_err if none_err > 0 else float("nan")
+        print(f"{a:<10} {s['mean']:>13.2%} ± {s['sd']:.2%} {s['min']:>8.2%} - {s['max']:.2%} {ratio:>13.2f}  "
+              f"{'met' if s['met'] else 'MISSED'}")
+    return {"rows": rows, "summary": summary}
+
+
+def _baselines(task: str, steps: int | None, which: list[str]) -> list[dict[str, Any]]:
+    runs = {"random": lambda: run_one(task, "ram", policy="random", steps=steps, label="RAM, random glimpses (6)"),
+            "mlp": lambda: run_one(task, "mlp", steps=steps, label="fully connected"),
+            "cnn": lambda: run_one(task, "cnn", steps=steps, label="CNN (no attention)")}
+    return [runs[w]() for w in ("random", "mlp", "cnn") if w in which]
+
+
+def table_translated(steps: int | None, glimpses: list[int], which: list[str]) -> dict[str, Any]:
+    rows = [run_one("translated-digits", "ram", glimpses=g, steps=steps, label=f"RAM, {g} glimpses")
+            for g in (glimpses if "ram" in which else [])]
+    rows += _baselines("translated-digits", steps, which)
+    if not rows or "ram" not in which:  # a part of the table (the rows run in separate processes)
+        if rows:
+            _print(rows, reference=rows[0])
+        return {"rows": rows}
+    ram = [r for r in rows if r["label"].endswith("glimpses") and "random" not in r["label"]]
+    falling = all(a["error"] >= b["error"] for a, b in zip(ram, ram[1:]))
+    best6 = max((r["accuracy"] for r in ram if r["config"]["glimpses"] <= 6), default=0.0)
+    _print(rows, reference=next((r for r in ram if r["config"]["glimpses"] == 6), ram[-1]))
+    print(f"targets: >= 97 % with <= 6 glimpses: {best6:.2%} ({'met' if best6 >= 0.97 else 'MISSED'}); "
+          f"error falling with glimpses: {'met' if falling else 'MISSED'}")
+    return {"rows": rows, "targets": {"best_accuracy_le_6_glimpses": best6, "met_97": best6 >= 0.97,
+                                      "error_falls": falling}}
+
+
+def table_cluttered(steps: int | None, which: list[str]) -> dict[str, Any]:
+    rows = [run_one("cluttered-digits", "ram", steps=steps, label="RAM, 6 glimpses")] if "ram" in which else []
+    rows += _baselines("cluttered-digits", steps, which)
+    if len(rows) < 4:  # a part of the table
+        if rows:
+            _print(rows, reference=rows[0])
+        return {"rows": rows}
+    ram, rnd, fc = rows[0], rows[1], rows[2]
+    ratio = rnd["error"] / ram["error"] if ram["error"] > 0 else float("inf")
+    _print(rows, reference=ram)
+    met = {"ram_90": ram["accuracy"] >= 0.90, "random_error_2x": ratio >= 2.0,
+           "ram_beats_fc": ram["error"] < fc["error"]}
+    print(f"targets: RAM >= 90 %: {ram['accuracy']:.2%} ({'met' if met['ram_90'] else 'MISSED'}); random-glimpse "
+          f"error / RAM's = {ratio:.2f} (>= 2: {'met' if met['random_error_2x'] else 'MISSED'}); RAM ahead of the "
+          f"fully connected net: {'met' if met['ram_beats_fc'] else 'MISSED'}")
+    return {"rows": rows, "targets": {"random_error_ratio": ratio, **met}}
+
+
+def _print(rows: list[dict[str, Any]], *, reference: dict[str, Any]) -> None:
+    print(f"\n{'model':<28} {'test error':>10} {'accuracy':>9} {'error / ref':>11} {'parameters':>11} "
+          f"{'steps':>6} {'wall (s)':>9} {'load':>5}   (ref: {reference['label']})")
+    for r in rows:
+        ratio = r["error"] / reference["error"] if reference["error"] > 0 else float("inf")
+        print(f"{r['label']:<28} {r['error']:>10.2%} {r['accuracy']:>9.2%} {ratio:>11.2f} {r['parameters']:>11,} "
+              f"{r['steps']:>6} {r['wall_seconds']:>9.0f} {r['load_after'][0]:>5.1f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--table", choices=("cnn", "translated", "cluttered"), action="append",
+                    help="which table (repeatable; default all three)")
+    ap.add_argument("--steps", type=int, help="override every run's step budget (default: the presets')")
+    ap.add_argument("--seeds", default="0,1,2", help="seeds of the CNN table")
+    ap.add_argument("--attention", default="none,se,spatial,cbam", help="block attentions of the CNN table")
+    ap.add_argument("--glimpses", default="2,4,6,8", help="glimpse counts of the translated table")
+    ap.add_argument("--rows", default="ram,random,mlp,cnn",
+                    help="rows of the translated / cluttered tables: ram (every --glimpses), random, mlp, cnn")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", help="JSON path (default benchmarks/results/vision_<tables>.json)")
+    ap.add_argument("--runs", help="keep the run directories under this folder")
+    args = ap.parse_args()
+    global RUNS
+    RUNS = Path(args.runs) if args.runs else None
+    torch.set_num_threads(args.threads)
+    tables = args.table or ["cnn", "translated", "cluttered"]
+    out: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": args.threads,
+                           "cpus": os.cpu_count(), "torch": torch.__version__, "load_start": os.getloadavg()}
+    t0 = time.perf_counter()
+    for t in tables:
+        print(f"== {t} ==", flush=True)
+        if t == "cnn":
+            out[t] = table_cnn(args.steps, [int(s) for s in args.seeds.split(",")], args.attention.split(","))
+        elif t == "translated":
+            out[t] = table_translated(args.steps, [int(g) for g in args.glimpses.split(",")], args.rows.split(","))
+        else:
+            out[t] = table_cluttered(args.steps, args.rows.split(","))
+    out["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    out["load_end"] = os.getloadavg()
+    path = Path(args.out) if args.out else RESULTS / f"vision_{'_'.join(tables)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"\nwrote {path} ({out['wall_seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

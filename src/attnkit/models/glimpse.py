@@ -1,0 +1,235 @@
+"""The Recurrent Attention Model: Mnih, Heess, Graves & Kavukcuoglu 2014, "Recurrent Models of Visual
+Attention" (arXiv:1406.6247); the multi-resolution retina of Larochelle & Hinton 2010.
+
+At each of T glimpses the model looks at a small part of the image and decides where to look next::
+
+    ρ(x, l_t)   k patches centred on l_t, of sides p, 2p, ..., 2^(k-1) p, each averaged down to p x p
+    g_t = ReLU(W_g ReLU(W_ρ ρ(x, l_t)) + W_l' ReLU(W_l l_t))      glimpse network
+    h_t = core(h_{t-1}, g_t)                                      LSTM (or ReLU RNN) core
+    l_{t+1} ~ N(tanh(W_μ h_t), σ²),  b_t = w_bᵀ h_t + c              location policy, learned baseline
+    ŷ = softmax(W_c h_T)                                          classifier at the last step
+
+Hard attention is not differentiable: the classifier, core and glimpse network learn by
+cross-entropy, the location network by REINFORCE (Williams 1992) with reward R = 1 for the right
+class: ``∇ ≈ Σ_t (R - b_t) ∇ log π(l_{t+1} | h_t)``; the baseline b_t is fit by ``(R - b_t)²``. The
+policy and the baseline read ``h_t`` detached and the drawn locations are detached, so the only
+gradient the location network gets is REINFORCE's, and REINFORCE trains nothing else. The first
+glimpse is at the centre; at evaluation the policy takes its mean ``tanh(W_μ h_t)``.
+``policy="random"`` is the paper's "random glimpses" baseline: every later location uniform on the image.
+
+Locations are (x, y) in [-1, 1]² (``F.grid_sample``'s convention: -1 = the left / top edge of the
+image, +1 = the right / bottom edge). Shape legend: B batch, C channels, S image side, T glimpses,
+k scales, p patch side, D hidden.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..nn.hard import LearnedBaseline
+from .layers import check_int
+from .losses import cross_entropy_metrics
+from .registry import make_config, register_model
+from .vision import _ImageConfig, check_images, image_fields
+
+__all__ = ["RAM", "RAMConfig", "Retina", "GlimpseOutput", "POLICIES", "CELLS", "location_to_pixels"]
+
+POLICIES = ("learned", "random")
+CELLS = ("lstm", "rnn")
+
+
+def location_to_pixels(loc: Tensor, image_size: int) -> Tensor:
+    """Locations in [-1, 1] -> pixel coordinates of the centre (0 = the middle of the first pixel)."""
+    return ((loc + 1) * image_size - 1) / 2
+
+
+class Retina(nn.Module):
+    """Larochelle & Hinton's fovea: ``scales`` square patches centred on ``loc``, of sides ``patch_size · 2^i``,
+    each average-pooled down to ``patch_size``; outside the image is black. No parameters.
+
+    ``forward(x (B, C, S, S), loc (B, 2)) -> (B, k, C, p, p)``, one ``F.grid_sample`` per scale for the batch.
+    """
+
+    def __init__(self, image_size: int, patch_size: int, scales: int) -> None:
+        super().__init__()
+        check_int("image_size", image_size)
+        check_int("patch_size", patch_size)
+        check_int("scales", scales)
+        if patch_size > image_size:
+            raise ValueError(f"patch_size={patch_size} is larger than the canvas (image_size={image_size}); "
+                             f"use patch_size <= {image_size}")
+        largest = patch_size * 2 ** (scales - 1)
+        if largest > image_size:
+            fits = max(s for s in range(1, scales + 1) if patch_size * 2 ** (s - 1) <= image_size)
+            raise ValueError(f"the largest glimpse (patch_size·2^(scales-1) = {largest} pixels) does not fit the "
+                             f"{image_size}x{image_size} canvas; use scales <= {fits} or patch_size <= "
+                             f"{image_size // 2 ** (scales - 1) or 1}, or a larger canvas")
+        self.image_size, self.patch_size, self.scales = image_size, patch_size, scales
+        self.sizes = [patch_size * 2 ** i for i in range(scales)]
+
+    def forward(self, x: Tensor, loc: Tensor) -> Tensor:
+        B, S = x.shape[0], self.image_size
+        if not isinstance(loc, Tensor) or loc.shape != (B, 2):
+            got = tuple(loc.shape) if isinstance(loc, Tensor) else type(loc).__name__
+            raise ValueError(f"loc must be (B, 2) = ({B}, 2) locations (x, y) in [-1, 1], got {got}")
+        if not bool(torch.isfinite(loc).all()) or float(loc.abs().max()) > 1 + 1e-6:
+            raise ValueError("loc must lie in [-1, 1] (the glimpse's centre inside the canvas); clamp it, "
+                             f"got values up to {float(loc.abs().max()):.3g}")
+        out = []
+        for size in self.sizes:
+            offs = (torch.arange(size, device=x.device, dtype=x.dtype) - (size - 1) / 2) * (2 / S)  # (s,)
+            gy, gx = torch.meshgrid(offs, offs, indexing="ij")
+            grid = torch.stack([gx, gy], -1).unsqueeze(0) + loc.to(x.dtype).view(B, 1, 1, 2)  # (B, s, s, 2)
+            patch = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # (B, C, s, s)
+            out.append(F.avg_pool2d(patch, size // self.patch_size) if size > self.patch_size else patch)
+        return torch.stack(out, 1)  # (B, k, C, p, p)
+
+
+class GlimpseOutput(NamedTuple):
+    logits: Tensor  # (B, K) the classifier at the last glimpse
+    locations: Tensor  # (B, T, 2) where each glimpse looked, (x, y) in [-1, 1]
+    log_prob: Optional[Tensor] = None  # (B, T-1) log π(l_{t+1} | h_t) of the drawn locations (training, learned)
+    baseline: Optional[Tensor] = None  # (B, T-1) b_t
+
+
+@dataclass(eq=False)
+class RAMConfig(_ImageConfig):
+    """``glimpses`` T; ``patch_size`` p and ``scales`` k of the retina; ``location_std`` σ of the policy
+    (in units of half the image side); ``glimpse_dim`` the units of the "what" and "where" layers;
+    ``hidden_dim`` D of the glimpse vector and the core; ``cell`` ``lstm`` or ``rnn`` (ReLU, the paper's
+    core for MNIST); ``policy`` ``learned`` or ``random`` (the baseline); ``reinforce_weight`` scales the
+    REINFORCE and baseline terms against the cross-entropy."""
+
+    model = "ram"
+
+    image_size: int = 32
+    glimpses: int = 6
+    patch_size: int = 8
+    scales: int = 3
+    location_std: float = 0.15
+    glimpse_dim: int = 128
+    hidden_dim: int = 256
+    cell: str = "lstm"
+    policy: str = "learned"
+    reinforce_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("glimpses", "glimpse_dim", "hidden_dim"):
+            check_int(name, getattr(self, name))
+        Retina(self.image_size, self.patch_size, self.scales)  # the patch and glimpse sizes fit the canvas
+        if not isinstance(self.location_std, (int, float)) or not 0 < self.location_std <= 2:
+            raise ValueError(f"location_std must be in (0, 2] (half image sides), got {self.location_std!r}")
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)} (random: the random-glimpse "
+                             f"baseline), got {self.policy!r}")
+        if not isinstance(self.reinforce_weight, (int, float)) or self.reinforce_weight < 0:
+            raise ValueError(f"reinforce_weight must be >= 0, got {self.reinforce_weight!r}")
+
+
+@register_model("ram", "recurrent-attention")
+class RAM(nn.Module):
+    """The Recurrent Attention Model (see the module docstring).
+
+    ``RAM(RAMConfig(...))`` or ``RAM(image_size, glimpses=4, ...)``. ``forward(x (B, C, S, S), *,
+    generator=None) -> GlimpseOutput``; ``generator`` draws the locations (training, or the random policy).
+    """
+
+    config_class = RAMConfig
+
+    def __init__(self, config: RAMConfig | int, /, **fields: Any) -> None:
+        super().__init__()
+        cfg = make_config(RAMConfig, config, "image_size", fields)
+        self.config = cfg
+        self.retina = Retina(cfg.image_size, cfg.patch_size, cfg.scales)
+        G, D = cfg.glimpse_dim, cfg.hidden_dim
+        self.what = nn.Linear(cfg.scales * cfg.in_channels * cfg.patch_size ** 2, G)  # W_ρ
+        self.where = nn.Linear(2, G)  # W_l
+        self.what_out, self.where_out = nn.Linear(G, D), nn.Linear(G, D)  # W_g, W_l'
+        self.core = nn.LSTMCell(D, D) if cfg.cell == "lstm" else nn.RNNCell(D, D, nonlinearity="relu")
+        self.locator = nn.Linear(D, 2)  # W_μ
+        self.baseline = LearnedBaseline(D)
+        self.classifier = nn.Linear(D, cfg.num_classes)
+
+    @classmethod
+    def config_for_task(cls, task: Any, **fields: Any) -> dict[str, Any]:
+        """Sized for an image task; on an image under 32x32 the retina shrinks to patches of a quarter of
+        its side, at up to 3 scales that fit (16x16: 4, 8, 16 pixels)."""
+        cfg = image_fields(task, "ram")
+        S = task.image_size
+        if S < 32:
+            p = max(1, S // 4)
+            cfg.update(patch_size=p, scales=min(3, (S // p).bit_length()))
+        cfg.update({k: v for k, v in fields.items() if v is not None})
+        RAMConfig.from_dict(cfg)
+        return cfg
+
+    def glimpse(self, x: Tensor, loc: Tensor) -> Tensor:
+        """g_t (B, D) of the glimpse at ``loc`` (B, 2)."""
+        rho = self.retina(x, loc).flatten(1)  # (B, k·C·p·p)
+        return torch.relu(self.what_out(torch.relu(self.what(rho))) + self.where_out(torch.relu(self.where(loc))))
+
+    def _next_location(self, h: Tensor, generator: Optional[torch.Generator]) -> tuple[Tensor, Optional[Tensor]]:
+        """l_{t+1} (B, 2), detached, and its log-probability (B,) when it was drawn from the learned policy."""
+        if self.config.policy == "random":
+            u = torch.rand(h.shape[0], 2, generator=generator, device=h.device, dtype=h.dtype)
+            return 2 * u - 1, None
+        mu = torch.tanh(self.locator(h.detach()))  # (B, 2): the policy reads h_t without a gradient into it
+        if not self.training:
+            return mu.detach(), None
+        std = self.config.location_std
+        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        loc = (mu.detach() + std * noise).clamp(-1, 1)
+        log_prob = torch.distributions.Normal(mu, std).log_prob(loc).sum(-1)  # (B,)
+        return loc, log_prob
+
+    def forward(self, x: Tensor, *, generator: Optional[torch.Generator] = None) -> GlimpseOutput:
+        cfg = self.config
+        check_images(x, channels=cfg.in_channels, size=cfg.image_size, who="ram")
+        if cfg.policy == "random" and not self.training and generator is None:
+            generator = torch.Generator(device=x.device).manual_seed(0)  # the same random glimpses every evaluation
+        B, D = x.shape[0], cfg.hidden_dim
+        loc = x.new_zeros(B, 2)  # the first glimpse: the centre
+        h = x.new_zeros(B, D)
+        c = x.new_zeros(B, D)
+        locs, log_probs, baselines = [loc], [], []
+        for t in range(cfg.glimpses):
+            g = self.glimpse(x, loc)  # (B, D)
+            if cfg.cell == "lstm":
+                h, c = self.core(g, (h, c))
+            else:
+                h = self.core(g, h)
+            if t == cfg.glimpses - 1:
+                break
+            loc, lp = self._next_location(h, generator)
+            locs.append(loc)
+            if lp is not None:
+                log_probs.append(lp)
+                baselines.append(self.baseline(h.detach()))  # (B,)
+        lp = torch.stack(log_probs, 1) if log_probs else None  # (B, T-1)
+        b = torch.stack(baselines, 1) if baselines else None  # (B, T-1)
+        return GlimpseOutput(self.classifier(h), torch.stack(locs, 1), lp, b)  # logits (B, K), locations (B, T, 2)
+
+    def loss(self, batch: Any) -> tuple[Tensor, dict[str, float]]:
+        """Cross-entropy + REINFORCE with the learned baseline (reward 1 for the right class)."""
+        out = self(batch.x)
+        loss, m = cross_entropy_metrics(out.logits, batch.label, accuracy=not self.training)
+        reward = (out.logits.detach().argmax(-1) == batch.label).to(out.logits.dtype)  # (B,)
+        m["reward"] = float(reward.mean())
+        if out.log_prob is not None:
+            per_step = reward.unsqueeze(1).expand_as(out.log_prob)  # (B, T-1): R for every decision
+            advantage = (per_step - out.baseline).detach()
+            policy = -(advantage * out.log_prob).sum(1).mean()  # REINFORCE over the trajectory
+            fit = (per_step - out.baseline).square().mean()  # the baseline's regression to R
+            loss = loss + self.config.reinforce_weight * (policy + fit)
+            m["baseline_error"] = float(fit.detach())
+        m["loss"] = float(loss.detach())
+        return loss, m

@@ -1,0 +1,116 @@
+"""The Recurrent Attention Model (attnkit/models/glimpse.py): the retina by hand, where gradients go, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnkit.data import get_task
+from attnkit.models import RAM, build_model, model_config_for_task
+from attnkit.models.glimpse import Retina, location_to_pixels
+from attnkit.train import train
+
+IMG = torch.arange(16.0).view(1, 1, 4, 4)  # pixel (row r, col c) = 4r + c
+
+
+def test_retina_crops_and_averages_by_hand():
+    retina = Retina(4, 2, 2)
+    centre = retina(IMG, torch.zeros(1, 2))  # (1, k=2, C=1, 2, 2)
+    assert centre.shape == (1, 2, 1, 2, 2)
+    torch.testing.assert_close(centre[0, 0, 0], torch.tensor([[5.0, 6.0], [9.0, 10.0]]))  # the middle 2x2
+    # the 4x4 patch is the whole image, each 2x2 block averaged: (0+1+4+5)/4 = 2.5 ...
+    torch.testing.assert_close(centre[0, 1, 0], torch.tensor([[2.5, 4.5], [10.5, 12.5]]))
+    corner = retina(IMG, torch.tensor([[-0.5, -0.5]]))  # centred between pixels (0,0) and (1,1)
+    torch.testing.assert_close(corner[0, 0, 0], torch.tensor([[0.0, 1.0], [4.0, 5.0]]))
+    # the 4x4 patch hangs one pixel over the top and left edges: black there
+    torch.testing.assert_close(corner[0, 1, 0], torch.tensor([[0.0, 0.75], [3.0, 7.5]]))
+    right = retina(IMG, torch.tensor([[0.5, 0.0]]))  # x (columns) first, as F.grid_sample
+    torch.testing.assert_close(right[0, 0, 0], torch.tensor([[6.0, 7.0], [10.0, 11.0]]))
+    assert location_to_pixels(torch.tensor([-0.5, 0.0, 1.0]), 4).tolist() == [0.5, 1.5, 3.5]
+
+
+def test_retina_and_ram_refuse_what_does_not_fit_the_canvas():
+    with pytest.raises(ValueError, match=r"patch_size=40 is larger than the canvas \(image_size=32\)"):
+        Retina(32, 40, 1)
+    with pytest.raises(ValueError, match=r"largest glimpse .* = 64 pixels\) does not fit the 32x32 canvas; use "
+                                         r"scales <= 3 or patch_size <= 4"):
+        RAM(32, patch_size=8, scales=4)
+    retina = Retina(4, 2, 2)
+    with pytest.raises(ValueError, match=r"loc must be \(B, 2\) = \(1, 2\)"):
+        retina(IMG, torch.zeros(2))
+    with pytest.raises(ValueError, match=r"loc must lie in \[-1, 1\]"):
+        retina(IMG, torch.tensor([[1.5, 0.0]]))
+    with pytest.raises(ValueError, match="x has 3 channels but this ram was built for in_channels=1"):
+        RAM(16, patch_size=4, scales=2)(torch.rand(2, 3, 16, 16))
+    with pytest.raises(ValueError, match="x is 8x8 but this ram was built for image_size=16"):
+        RAM(16, patch_size=4, scales=2)(torch.rand(2, 1, 8, 8))
+    for bad, match in (({"policy": "greedy"}, "policy must be one of learned, random"),
+                       ({"cell": "gru"}, "cell must be one of lstm, rnn"), ({"glimpses": 0}, "glimpses must be"),
+                       ({"location_std": 0.0}, "location_std must be in")):
+        with pytest.raises(ValueError, match=match):
+            RAM(16, patch_size=4, scales=2, **bad)
+
+
+def _tiny(**kw):
+    torch.manual_seed(0)
+    return RAM(16, patch_size=4, scales=2, glimpses=3, glimpse_dim=8, hidden_dim=12, **kw)
+
+
+def test_forward_shapes_first_glimpse_at_the_centre_and_mean_locations_at_eval():
+    model = _tiny()
+    x = torch.rand(5, 1, 16, 16)
+    out = model(x)
+    assert out.logits.shape == (5, 10) and out.locations.shape == (5, 3, 2)
+    assert out.log_prob.shape == (5, 2) and out.baseline.shape == (5, 2)
+    assert torch.equal(out.locations[:, 0], torch.zeros(5, 2))
+    assert float(out.locations.abs().max()) <= 1.0
+    model.eval()
+    a, b = model(x), model(x)
+    assert a.log_prob is None and torch.equal(a.locations, b.locations)  # the policy's mean, no draw
+    model.train()
+    assert not torch.equal(model(x).locations, model(x).locations)  # drawn around it
+
+
+def test_the_location_net_learns_by_reinforce_only_and_reinforce_trains_nothing_else():
+    model, x = _tiny(), torch.rand(4, 1, 16, 16)
+    out = model(x)
+    out.logits.sum().backward()  # the classification side: no gradient reaches the policy or the baseline
+    assert model.locator.weight.grad is None and model.baseline.linear.weight.grad is None
+    assert model.what.weight.grad is not None and model.core.weight_hh.grad is not None
+    model.zero_grad(set_to_none=True)
+    out = model(x)
+    (-out.log_prob.sum()).backward()  # REINFORCE: the location net only
+    assert model.locator.weight.grad is not None and float(model.locator.weight.grad.abs().sum()) > 0
+    assert all(p.grad is None for n, p in model.named_parameters() if not n.startswith("locator"))
+
+
+def test_log_prob_is_the_gaussian_density_of_the_drawn_location():
+    model = _tiny(location_std=0.5)
+    torch.manual_seed(1)
+    out = model(torch.rand(3, 1, 16, 16))
+    # N(l | μ, σ²) per coordinate: log p = -(l-μ)²/(2σ²) - log σ - ½ log 2π <= -log σ - ½ log 2π
+    top = 2 * (-torch.log(torch.tensor(0.5)) - 0.5 * torch.log(torch.tensor(2 * torch.pi)))
+    assert bool((out.log_prob <= top + 1e-6).all())
+
+
+def test_random_policy_is_the_baseline_with_the_same_budget():
+    model = _tiny(policy="random")
+    out = model(torch.rand(4, 1, 16, 16))
+    assert out.log_prob is None and out.baseline is None and out.locations.shape == (4, 3, 2)
+    model.eval()
+    x = torch.rand(4, 1, 16, 16)
+    assert torch.equal(model(x).locations, model(x).locations)  # the same random glimpses at every evaluation
+    learned = _tiny()
+    assert sum(p.numel() for p in learned.parameters()) == sum(p.numel() for p in model.parameters())
+
+
+def test_ram_trains_in_the_generic_loop_and_rebuilds_from_its_config(one_thread):
+    pytest.importorskip("sklearn")
+    task = get_task("translated-digits", canvas=16)
+    cfg = model_config_for_task("ram", task, glimpses=2, glimpse_dim=16, hidden_dim=32)
+    assert (cfg["image_size"], cfg["patch_size"], cfg["scales"]) == (16, 4, 3)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    res = train(task, model, steps=12, eval_every=6, batch_size=32, progress=False)
+    assert 0.0 <= res["accuracy"] <= 1.0 and res["examples"] == 359 * 4
+    assert dict(build_model(dict(model.config)).config) == dict(model.config)
