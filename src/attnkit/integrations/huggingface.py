@@ -33,7 +33,7 @@ causal model) gets output 0 and weights 0, never NaN.
 
 ``output_attentions=True`` returns exact weights rebuilt block by block from the row
 log-sum-exp by :func:`attnkit.integrations.weights.exact_weights` (the scores formed as the
-model forms them, normalised in float64; no autograd graph: they are diagnostics); when
+model forms them, the row max and sum kept apart; no autograd graph: they are diagnostics); when
 gradients are being recorded for the inputs, the weights come from
 ``attention(..., return_weights=True)`` instead, differentiable. Weights are those before
 dropout. The model is never switched to eager.
