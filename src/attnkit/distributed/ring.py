@@ -402,10 +402,11 @@ def ring_attention(
 
     Args:
         q: (B, H, L, E) this rank's queries (3-D (B, L, E): one head), cut by ``shard_sequence``.
-        k, v: (B, Hk, S, E), (B, Hk, S, Ev) this rank's keys and values (Hk divides H).
-        score, score_params: any score of :mod:`attnkit.core.scores` (a name with its tensors, or an
-            instance), user scores included; not ``location`` (its weights index key positions) nor a
-            per-query cosine ``beta``.
+        k: (B, Hk, S, E) this rank's keys (Hk divides H).
+        v: (B, Hk, S, Ev) this rank's values.
+        score: any score of :mod:`attnkit.core.scores` (a name, or an instance), user scores included;
+            not ``location`` (its weights index key positions) nor a per-query cosine ``beta``.
+        score_params: the tensors of a score given by name.
         causal: True / "top_left": query i sees keys j <= i in global positions (needs L == S).
         layout: "zigzag" (causal load balance) or "contiguous", as the shards were cut.
         mask: this rank's key mask, (S,), (B, S) or (B, H, 1, S): bool (True = may be attended) or a float
