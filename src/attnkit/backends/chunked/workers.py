@@ -12,10 +12,9 @@ the results are the same from call to call.
 The workers run under ``torch.no_grad()`` (tile work with closed-form gradients only), or under
 ``torch.inference_mode()`` when the caller is.
 
-Known limit: a torch.compile'd tile is called with the GIL held, so today the workers of the
-compiled additive tiles take turns instead of running at once: a call costs what one thread costs,
-which holds up under load but is slower on an idle machine than splitting each op over torch's
-threads (benchmarks/RESULTS.md, 2026-12-02 quiet-machine reruns; issue 12 keeps it open).
+Only the eager tiles run here: a torch.compile'd tile is called with the GIL held, so its workers
+would take turns (a call would cost what one thread costs); the kernel runs compiled tiles in the
+calling thread instead (``kernel.chunked_attention``; benchmarks/RESULTS.md, 2026-12-02).
 """
 
 from __future__ import annotations
