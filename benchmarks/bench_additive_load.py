@@ -11,11 +11,8 @@ under a fixed background load that it starts itself: ``--spinners`` processes, e
     retained    = lead_loaded / lead_quiet           (target >= 0.80: we degrade no worse than naive)
 
 with ``os.getloadavg()`` beside each (the machine is shared: "quiet" is whatever the others leave).
-``--before`` adds the kernel as it was before 2026-12-02 (every tile op split over the threads,
-reproduced by giving the kernel one worker) as a third implementation in the same pairs.
-
     .venv/bin/python benchmarks/bench_additive_load.py                 # N=1024, forward + backward
-    .venv/bin/python benchmarks/bench_additive_load.py --before --repeats 3
+    .venv/bin/python benchmarks/bench_additive_load.py --repeats 3
 """
 
 from __future__ import annotations
@@ -31,28 +28,11 @@ from typing import Any, Callable
 
 import torch
 
-from attnkit.backends.chunked import kernel
 from attnkit.bench import suites
 from attnkit.bench.timing import Summary
 
 SPIN = "import torch\ntorch.set_num_threads(1)\na = torch.randn(256, 256)\nwhile True:\n    a @ a\n"
 
-
-def one_worker() -> int:
-    return 1
-
-
-def before(step: Callable[[], Any]) -> Callable[[], Any]:
-    """``step`` with the kernel of before: one worker, every tile op split over torch's threads."""
-    def call() -> Any:
-        real = kernel.worker_count
-        kernel.worker_count = one_worker
-        try:
-            return step()
-        finally:
-            kernel.worker_count = real
-
-    return call
 
 
 def timed(fns: dict[str, Callable[[], Any]], warmup: int, repeats: int) -> dict[str, Summary]:
@@ -78,8 +58,6 @@ def condition(fns: dict[str, Callable[[], Any]], warmup: int, repeats: int) -> d
         out[n] = {"median_ms": s.median * 1e3, "p10_ms": s.p10 * 1e3, "p90_ms": s.p90 * 1e3}
     naive = res["naive_eager"].median
     out["lead"] = naive / res["attnkit_additive"].median
-    if "attnkit_before" in res:
-        out["lead_before"] = naive / res["attnkit_before"].median
     return out
 
 
@@ -91,15 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--before", action="store_true", help="also time the kernel as it was (one worker)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/additive_load.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = {"suite": "additive", "shape": {"B": 4, "H": 1, "N": args.size, "E": 128, "D": 128}, "mode": args.mode}
     fns = {"attnkit_additive": suites.build_step({**cfg, "impl": "attnkit_additive"}),
            "naive_eager": suites.build_step({**cfg, "impl": "naive_eager"})}
-    if args.before:
-        fns["attnkit_before"] = before(suites.build_step({**cfg, "impl": "attnkit_additive"}))
     print(f"# additive B=4 H=1 N={args.size} E=D=128 {args.mode}, {args.threads} threads, warm-up {args.warmup}, "
           f"{args.repeats} alternating repeats; fixed load: {args.spinners} single-thread matmul loops")
     quiet = condition(fns, args.warmup, args.repeats)
@@ -114,20 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     result = {"config": vars(args) | {"out": str(args.out)}, "quiet": quiet, "loaded": loaded,
               "lead_quiet": quiet["lead"], "lead_loaded": loaded["lead"],
               "retained": loaded["lead"] / quiet["lead"]}
-    if args.before:
-        result["retained_before"] = loaded["lead_before"] / quiet["lead_before"]
     print(f"\n{'condition':10s} {'load avg (1 min)':>17s} " + " ".join(f"{n + ' ms':>22s}" for n in fns)
           + f" {'naive/ours':>11s}")
     for name, c in (("quiet", quiet), ("loaded", loaded)):
         cells = " ".join(f"{c[n]['median_ms']:10.0f} ({c[n]['p10_ms']:.0f}-{c[n]['p90_ms']:.0f})".rjust(22)
                          for n in fns)
-        extra = f"   before: {c['lead_before']:.2f}x" if "lead_before" in c else ""
         print(f"{name:10s} {c['load_avg_start'][0]:8.1f} -> {c['load_avg_end'][0]:4.1f}  {cells} "
-              f"{c['lead']:10.2f}x{extra}")
+              f"{c['lead']:10.2f}x")
     met = "met" if result["retained"] >= 0.8 else "missed"
     print(f"\nlead_quiet {result['lead_quiet']:.2f}x, lead_loaded {result['lead_loaded']:.2f}x, "
-          f"retained {result['retained']:.2f} (target >= 0.80: {met})"
-          + (f"; before: retained {result['retained_before']:.2f}" if args.before else ""))
+          f"retained {result['retained']:.2f} (target >= 0.80: {met})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")
