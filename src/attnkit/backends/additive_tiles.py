@@ -144,12 +144,16 @@ class _Compiled:
 
     def get(self, name: str, eager: Any, *, threads: int | None = None) -> Any:
         """``eager`` compiled (once per name and thread count); ``threads=1`` builds a kernel without an
-        OpenMP region, for callers that run it on several threads at once (chunked's workers)."""
+        OpenMP region, for callers that run it on several threads at once (chunked's workers).
+
+        A thread count also selects inductor's C++ wrapper (``cpp_wrapper``): its entry point releases
+        the GIL for the whole call, where the default Python wrapper holds it, so two workers' tiles
+        really run at once (with the Python wrapper they took turns: benchmarks/RESULTS.md)."""
         if self.failed is not None:
             return eager
         key = name if threads is None else f"{name}@{threads}"
         if key not in self.fns:
-            options = None if threads is None else {"cpp.threads": threads}
+            options = None if threads is None else {"cpp.threads": threads, "cpp_wrapper": True}
             try:
                 self.fns[key] = torch.compile(eager, fullgraph=True, options=options)
             except Exception as e:  # noqa: BLE001  (no compiler on this machine: stay eager)

@@ -330,10 +330,10 @@ def chunked_attention(
     them eager, "auto" compiles when the work B·H·L·S·D is large enough to
     repay the compilation. Compilation failing falls back to eager.
 
-    The eager additive tiles run their query blocks side by side on ``torch.get_num_threads()``
-    workers of one thread each (:mod:`.workers`): parallel across tiles, not inside each small
-    operation. Compiled tiles run in the calling thread, each one loop over torch's threads (their
-    call holds the GIL, so workers would only take turns).
+    The additive tiles, eager or compiled, run their query blocks side by side on
+    ``torch.get_num_threads()`` workers of one thread each (:mod:`.workers`): parallel across
+    tiles, not inside each small operation (compiled tiles are built single-threaded with
+    inductor's C++ wrapper, whose call releases the GIL).
     """
     qp, kp, v, params = _prepare(spec)
     pair_features = 1 if spec.score.lowers_to_dot else qp.shape[-1]
@@ -354,10 +354,10 @@ def chunked_attention(
         if use and not (block_q or block_k):  # fused tiles: size by the scores, not the (.., D) tile
             tile_k = min(spec.S, 256)
             tile_q = max(16, min(spec.L, FUSED_PAIRS // max(1, spec.B * spec.H * tile_k)))
-        # a torch.compile'd tile is called with the GIL held, so workers would take turns: compiled tiles
-        # run in this thread with their OpenMP loop over torch's threads; eager tiles (ATen ops release the
-        # GIL) run on the workers, whole query blocks each, instead of every small op split over threads
-        workers = 1 if use else worker_count()
+        # tiles run on the workers, whole query blocks each, instead of every small op split over threads:
+        # ATen ops release the GIL, and the compiled tiles are built single-threaded with inductor's C++
+        # wrapper, whose call releases it too (additive_tiles.COMPILED), so the workers run side by side
+        workers = worker_count()
         if workers > 1 and not block_q:  # enough query blocks to deal round robin
             tile_q = max(16, min(tile_q, -(-spec.L // (BLOCKS_PER_WORKER * workers))))
         workers = min(workers, -(-spec.L // tile_q)) if spec.L else 1

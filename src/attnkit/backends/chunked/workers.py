@@ -12,9 +12,10 @@ the results are the same from call to call.
 The workers run under ``torch.no_grad()`` (tile work with closed-form gradients only), or under
 ``torch.inference_mode()`` when the caller is.
 
-Only the eager tiles run here: a torch.compile'd tile is called with the GIL held, so its workers
-would take turns (a call would cost what one thread costs); the kernel runs compiled tiles in the
-calling thread instead (``kernel.chunked_attention``; benchmarks/RESULTS.md, 2026-12-02).
+Eager tiles run here because ATen ops release the GIL. Compiled tiles run here too, built without
+an OpenMP region and with inductor's C++ wrapper, whose entry point releases the GIL for the
+whole call: with the default Python wrapper the call held it, and the workers took turns (a call
+cost what one thread costs; benchmarks/RESULTS.md, both 2026-12-02 sections).
 """
 
 from __future__ import annotations
