@@ -4,14 +4,13 @@ the same numbers as one thread and the float64 oracle, forward and backward, cal
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import torch
 
 from attnkit.backends import chunked_attention
+from attnkit.backends.additive_tiles import _Compiled
 from attnkit.backends.chunked import kernel
-from attnkit.backends.additive_tiles import COMPILED, _Compiled, additive_tiles
 from attnkit.backends.chunked.workers import run_split
 from attnkit.core import reference
 from attnkit.functional import build_spec
@@ -151,38 +150,3 @@ def test_single_threaded_tiles_are_built_with_the_cpp_wrapper(monkeypatch: pytes
     tiles.get("pair", lambda x: x, threads=1)
     tiles.get("pair", lambda x: x)
     assert seen == [{"cpp.threads": 1, "cpp_wrapper": True}, None]
-
-
-@pytest.mark.slow
-def test_compiled_single_threaded_tile_releases_the_gil() -> None:
-    """Slow (one real compilation): while a worker is inside a compiled tile call, this thread runs Python.
-
-    The worker times each call; this thread stamps each turn of a Python loop. With the GIL held for the
-    call (inductor's default Python wrapper; it was, before) no stamp can fall inside a call: the main
-    thread waits for the call to return. Released (the C++ wrapper), stamps fall all through the calls.
-    Only the middle 80 % of each call counts (its Python entry and exit are at the ends)."""
-    tiles = additive_tiles(torch.ones(1, 1, 1, 8), torch.ones(1, 1, 1, 8), compiled=True, threads=1)
-    g = torch.Generator().manual_seed(0)
-    qf, kf = torch.rand(4, 1, 512, 128, generator=g) + 0.5, torch.rand(4, 1, 1024, 128, generator=g) + 0.5
-    v = torch.randn(128, generator=g)
-    tiles.pair(qf, kf, v)  # compile here, not in the measured loop
-    assert COMPILED.failed is None, COMPILED.failed
-    calls: list[tuple[float, float]] = []
-    done = threading.Event()
-
-    def worker() -> None:
-        torch.set_num_threads(1)
-        for _ in range(10):
-            t0 = time.perf_counter()
-            tiles.pair(qf, kf, v)
-            calls.append((t0, time.perf_counter()))
-        done.set()
-
-    stamps: list[float] = []
-    t = threading.Thread(target=worker)
-    t.start()
-    while not done.is_set():
-        stamps.append(time.perf_counter())
-    t.join()
-    inside = sum(1 for s in stamps for a, b in calls if a + 0.1 * (b - a) < s < b - 0.1 * (b - a))
-    assert inside > 100, f"{inside} main-thread turns inside {len(calls)} compiled calls: the call holds the GIL"
