@@ -130,6 +130,8 @@ class _Compiled:
         self.fns: dict[str, Any] = {}
         self.failed: str | None = None
         self.announced = False
+        #: the C++ wrapper for single-threaded tiles (benchmarks/probe_additive_workers.py turns it off to compare)
+        self.cpp_wrapper = True
         self._lock = threading.Lock()  # the tiles may start on several worker threads at once
 
     def announce(self) -> None:
@@ -153,7 +155,7 @@ class _Compiled:
             return eager
         key = name if threads is None else f"{name}@{threads}"
         if key not in self.fns:
-            options = None if threads is None else {"cpp.threads": threads, "cpp_wrapper": True}
+            options = None if threads is None else {"cpp.threads": threads, "cpp_wrapper": self.cpp_wrapper}
             try:
                 self.fns[key] = torch.compile(eager, fullgraph=True, options=options)
             except Exception as e:  # noqa: BLE001  (no compiler on this machine: stay eager)
