@@ -74,7 +74,10 @@
       if (k === lab) { g.strokeStyle = "#067647"; g.lineWidth = 2; g.strokeRect(x - 1, y0 - 1, bw - 2, h + 2); g.lineWidth = 1; }
       g.fillStyle = k === lab ? "#067647" : "#1d2330"; g.textAlign = "center";
       g.fillText(I.classes[k].slice(0, 6), x + (bw - 4) / 2, y0 + h + 13);
-      if (p >= 0.005) g.fillText(p.toFixed(2), x + (bw - 4) / 2, y0 + h - bh - 3);
+      if (p >= 0.005) {
+        var inside = bh > h - 14;  // a full bar carries its number inside, in white
+        g.fillStyle = inside ? "#fff" : g.fillStyle; g.fillText(p.toFixed(2), x + (bw - 4) / 2, inside ? y0 + h - bh + 12 : y0 + h - bh - 3);
+      }
     }
     g.textAlign = "left";
   }
@@ -82,9 +85,9 @@
   // -- glimpse path -----------------------------------------------------------------------------
   var GL = {};
   function drawGlimpses() {
-    // pixels per image pixel: the image and a margin of a quarter of the largest patch on each side fit 440 px
+    // pixels per image pixel: the image and a margin of a quarter of the largest patch on each side fit 560 px
     var cv = el("gl-canvas"), side = Math.max(I.H, I.W), big = G.sizes[G.k - 1];
-    var s = Math.max(1, Math.floor(Math.min(440, cv.parentElement.clientWidth - 26) / (side + big / 2))), M = Math.max(18, Math.ceil(big * s / 4));
+    var s = Math.max(1, Math.floor(Math.min(560, cv.parentElement.clientWidth - 26) / (side + big / 2))), M = Math.max(18, Math.ceil(big * s / 4));
     cv.width = I.W * s + 2 * M; cv.height = I.H * s + 2 * M;
     GL = { s: s, M: M };
     var g = cv.getContext("2d"), T = G.T, b = V.item;
@@ -99,7 +102,7 @@
     if (V.all) g.stroke();
     for (t = V.all ? 0 : V.step - 1; t < V.step; t++) {
       var cur = t === V.step - 1, col = stepColor(t, T);
-      for (var k = G.k - 1; k >= 0; k--) {
+      for (var k = cur ? G.k - 1 : 0; k >= 0; k--) {  // earlier glimpses: the finest patch only
         var sz = G.sizes[k] * s;
         g.strokeStyle = col; g.lineWidth = cur ? (k === 0 ? 3 : 2) : (k === 0 ? 1.5 : 0.8);
         g.setLineDash(k === 0 ? [] : [5, 4]); g.globalAlpha = cur ? 1 : 0.7;
@@ -144,10 +147,11 @@
       g.fillStyle = "#667085"; g.fillText("p(" + I.classes[top] + ") after each glimpse (" + I.classes[top] + ": the final prediction)", 30, y + 8);
       for (var s = 0; s < T; s++) {
         var q = G._probs[(b * T + s) * K + top];
-        g.fillStyle = s === t ? stepColor(s, T) : "#d0d5dd"; g.fillRect(30 + s * bw + 2, y + 16 + 50 * (1 - q), bw - 4, 50 * q);
-        g.fillStyle = "#1d2330"; g.textAlign = "center"; g.fillText(String(s + 1), 30 + s * bw + bw / 2, y + 80); g.textAlign = "left";
+        g.fillStyle = s === t ? stepColor(s, T) : "#d0d5dd"; g.fillRect(30 + s * bw + 2, y + 24 + 50 * (1 - q), bw - 4, 50 * q);
+        g.fillStyle = "#1d2330"; g.textAlign = "center"; g.fillText(String(s + 1), 30 + s * bw + bw / 2, y + 88);
+        g.fillStyle = "#667085"; g.fillText(q.toFixed(2), 30 + s * bw + bw / 2, y + 21 + 50 * (1 - q)); g.textAlign = "left";
       }
-      y += 90;
+      y += 98;
     } else {
       g.fillStyle = "#667085"; g.fillText("this page holds no per-glimpse probabilities (only the final prediction above)", 4, y + 10);
       y += 20;
@@ -160,8 +164,8 @@
   function drawSpatial() {
     fit("sp-canvas");
     var cv = el("sp-canvas"), g = cv.getContext("2d"), blk = I.blocks[V.block], b = V.item;
-    var panel = Math.max(120, Math.min(260, Math.floor((cv.width - 110) / 3) - 16)), top = 22;
-    var thumbs = I.blocks.filter(function (x) { return x._s; }).length, tsz = 72, hgt = top + panel + 40 + (thumbs > 1 ? tsz + 34 : 0);
+    var panel = Math.max(120, Math.min(300, Math.floor((cv.width - 110) / 3) - 16)), top = 22;
+    var thumbs = I.blocks.filter(function (x) { return x._s; }).length, tsz = 84, hgt = top + panel + 40 + (thumbs > 1 ? tsz + 34 : 0);
     if (cv.height !== hgt) cv.height = hgt;
     g.fillStyle = "#fff"; g.fillRect(0, 0, cv.width, cv.height);
     g.font = "12px system-ui, sans-serif"; g.fillStyle = "#1d2330"; g.textAlign = "left";
