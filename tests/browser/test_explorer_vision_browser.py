@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnkit.viz.explore import BlockMaps, ExplorerData, GlimpsePath, ImageAttention, explore
+from attnkit.viz.explore import AttentionLayer, BlockMaps, ExplorerData, GlimpsePath, ImageAttention, explore
 
 TOKEN_VIEWS = ("head-view", "steps-view", "matrix-view", "saliency-view", "model-view")
 
@@ -143,3 +143,29 @@ def test_hovering_a_channel_names_its_weight(cnn) -> None:
     assert f"channel 3: weight {want:.4f}" in page.inner_text("#status")
     assert cnn.canvas_image("ch-canvas") != ch  # the hovered bar is marked
     assert cnn.errors == []
+
+
+def test_arrow_keys_step_through_the_glimpses(ram) -> None:
+    page = ram.page
+    page.locator("#gl-steps").click()  # focus on the page, not on a control
+    page.keyboard.press("ArrowLeft")
+    assert page.evaluate("window.attnkit.vision.step") == 3
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")  # stays at the last
+    assert page.evaluate("window.attnkit.vision.step") == 4
+    assert ram.errors == []
+
+
+def test_a_page_with_tokens_and_images_draws_both(tmp_path: Path, open_report) -> None:
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(1, 2, 5, 5, generator=g).softmax(-1)  # (B, H, L, S)
+    images = ImageAttention(_digits(1, 8, g), torch.tensor([[0.2, 0.8]]), ["no", "yes"],
+                            blocks=[BlockMaps("block 0", spatial=torch.rand(1, 8, 8, generator=g))])
+    data = ExplorerData(tokens={"tokens": [list("abcde")]}, layers=[AttentionLayer("layer 0", w)], images=images)
+    opened = open_report(explore(data).save(tmp_path / "both.html"))
+    assert opened.requests == [opened.url] and opened.errors == []
+    for canvas in ("hv-canvas", "mx-canvas", "mv-canvas", "sp-canvas"):
+        assert opened.canvas_ink(canvas) > 500, canvas
+    assert not _hidden(opened.page, "head-view") and not _hidden(opened.page, "spatial-view")
+    assert _hidden(opened.page, "channel-view") and _hidden(opened.page, "glimpse-view")
+    assert "predicted yes (p = 0.800)" in opened.page.inner_text("#spatial-view .verdict")  # no labels: no verdict
