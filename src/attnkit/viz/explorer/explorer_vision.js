@@ -219,7 +219,9 @@
     g.fillStyle = "#fff"; g.fillRect(0, 0, cv.width, cv.height);
     g.font = "12px system-ui, sans-serif"; g.fillStyle = "#1d2330"; g.textAlign = "left";
     if (!blk._c) { g.fillText(blk.name + " has no channel weights (spatial attention alone: see the spatial map)", 4, 16); CH = {}; return; }
-    var C = blk.C, left = 44, top = 26, h = cv.height - top - 40, w = cv.width - left - 10, bw = w / C, mean = new Float32Array(C);
+    var top = 26, h = cv.height - top - 40, pic = Math.min(h, 180), C = blk.C, left = pic + 52;  // the image, then the bars
+    var w = cv.width - left - 10, bw = w / C, mean = new Float32Array(C);
+    g.imageSmoothingEnabled = false; g.drawImage(imageOf(b), 4, top, pic, pic);
     for (var c = 0; c < C; c++) { for (var j = 0; j < I.B; j++) mean[c] += blk._c[j * C + c] / I.B; }
     var r = V.scale === "fixed" ? [0, 1] : range(blk._c, b * C, C);
     var mr = range(mean, 0, C); if (V.scale !== "fixed") r = [Math.min(r[0], mr[0]), Math.max(r[1], mr[1])];
