@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from attnkit.cli import main
+from attnkit.cli._explore_vision import image_explorer_data
 from attnkit.models.glimpse import location_to_pixels
 from attnkit.train import load_run
-from attnkit.viz.explore import BlockMaps, ExplorerData, GlimpsePath, ImageAttention, explore
+from attnkit.viz.explore import AttentionLayer, BlockMaps, ExplorerData, GlimpsePath, ImageAttention, explore
 
 pytest.importorskip("sklearn")
 
@@ -125,6 +126,15 @@ def test_ram_glimpses_patches_and_step_probabilities(runs, tmp_path, capsys, one
     assert "trained at the last" in g["note"]
 
 
+def test_no_step_probabilities_when_the_classifier_does_not_give_the_output(runs, monkeypatch, one_thread) -> None:
+    task, model, _ = load_run(runs["ram"])
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda x, **kw: forward(x, **kw)._replace(logits=forward(x, **kw).logits + 1))
+    data = image_explorer_data(task, model, [0], model_name="ram")
+    assert data.images.glimpses.probabilities is None and data.images.glimpses.patches is not None
+    assert _payload_of(explore(data))["images"]["glimpses"]["probs"] is None  # the page says it holds none
+
+
 @pytest.mark.parametrize("run, match", [
     ("none", r"this cnn run has --attention none, so there is nothing to explore; .*--attention spatial"),
     ("mlp", r"this mlp run has no attention, so there is nothing to explore; .*--model ram"),
@@ -219,8 +229,6 @@ def test_bad_image_data_names_the_field_and_the_fix(change, match) -> None:
 
 
 def test_images_beside_tokens_must_have_one_per_item() -> None:
-    from attnkit.viz.explore import AttentionLayer
-
     layer = AttentionLayer("l", torch.full((3, 1, 2, 2), 0.5))
     with pytest.raises(ValueError, match="images.images holds 2 images but the page has 3 items"):
         explore(ExplorerData(tokens={"tokens": [["a", "b"]] * 3}, layers=[layer], images=_images()))

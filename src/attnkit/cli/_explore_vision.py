@@ -49,25 +49,30 @@ def image_indices(text: Optional[str], n: int) -> list[int]:
 
 
 def _ram_glimpses(model: Any, x: Tensor) -> tuple[Tensor, GlimpsePath]:
-    """(logits (B, K), the glimpse path) of one forward, with the core states kept by a hook."""
+    """(logits (B, K), the glimpse path) of one forward, with the core states kept by a hook.
+
+    The probabilities after each glimpse are shown only when the classifier applied to the last kept
+    state gives the forward's own logits (a model whose core or classifier works otherwise gets none)."""
     states: list[Tensor] = []
 
     def keep(_m: Any, _inp: Any, out: Any) -> None:
         states.append((out[0] if isinstance(out, tuple) else out).detach())  # h_t (B, D); an LSTM gives (h, c)
 
-    handle = model.core.register_forward_hook(keep)
+    core, classifier = getattr(model, "core", None), getattr(model, "classifier", None)
+    handle = core.register_forward_hook(keep) if isinstance(core, torch.nn.Module) else None
     try:
         with torch.no_grad():
             out = model(x)
     finally:
-        handle.remove()
+        if handle is not None:
+            handle.remove()
     locs = out.locations  # (B, T, 2) in [-1, 1]
     T = locs.shape[1]
     with torch.no_grad():
         patches = torch.stack([model.retina(x, locs[:, t]) for t in range(T)], 1)  # (B, T, k, C, p, p)
         probs = None
-        if len(states) == T:
-            logits = torch.stack([model.classifier(h) for h in states], 1)  # (B, T, K)
+        if len(states) == T and isinstance(classifier, torch.nn.Module):
+            logits = torch.stack([classifier(h) for h in states], 1)  # (B, T, K)
             if torch.allclose(logits[:, -1], out.logits, atol=1e-5):  # the hook saw the forward's own states
                 probs = logits.float().softmax(-1).cpu()
     centres = location_to_pixels(locs.float().cpu(), model.config.image_size)  # (B, T, 2) pixels (x, y)
