@@ -14,7 +14,14 @@ the first frame after every view is drawn (``window.attnkit.firstFrameAt``), med
 bertviz cannot be measured beside it here: its page loads d3 and jQuery from CDNs, which this
 machine cannot reach (so it does not draw at all offline).
 
+Vision pages (``--part vision``; target: under 1 s to the first frame as well): a RAM page (translated
+digits' 32x32 canvas, 6 glimpses, 8/16/32 px patches averaged to 8x8, per-glimpse probabilities) and a
+CNN + CBAM page (3 blocks: 32x32 / 16x16 / 8x8 maps, 16 / 32 / 64 channels), 64 images each, of the
+shapes ``attnkit explore`` writes for those runs (random values); their size beside the same tensors
+written as JSON lists (``json.dumps(t.tolist())``), what a page without the byte and float16 codes holds.
+
     .venv/bin/python benchmarks/bench_explorer.py            # writes benchmarks/results/explorer.json
+    .venv/bin/python benchmarks/bench_explorer.py --part vision --out benchmarks/results/explorer-vision.json
 """
 
 from __future__ import annotations
@@ -29,7 +36,15 @@ from pathlib import Path
 
 import torch
 
-from attnkit.viz.explore import AttentionLayer, ExplorerData, bertviz_json_bytes, explore
+from attnkit.viz.explore import (
+    AttentionLayer,
+    BlockMaps,
+    ExplorerData,
+    GlimpsePath,
+    ImageAttention,
+    bertviz_json_bytes,
+    explore,
+)
 
 ROOT = Path(__file__).resolve().parent
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -94,6 +109,32 @@ def report_2048(tmp: Path, layers: int, heads: int, top_k: int | None) -> Path:
     return explore(data, top_k=top_k).save(tmp / f"r{layers}x{heads}{'-k' + str(top_k) if top_k else ''}.html")
 
 
+def vision_reports(tmp: Path, B: int = 64) -> tuple[list[Path], dict]:
+    """The RAM and CNN + CBAM pages of B images (see the module docstring) and their sizes beside JSON lists."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(B, 1, 32, 32, generator=g)  # (B, C, H, W)
+    probs = torch.randn(B, 10, generator=g).softmax(-1)  # (B, K)
+    step_probs = torch.randn(B, 6, 10, generator=g).softmax(-1)  # (B, T, K)
+    glimpses = GlimpsePath(torch.rand(B, 6, 2, generator=g) * 31, [8, 16, 32],
+                           patches=torch.rand(B, 6, 3, 1, 8, 8, generator=g), probabilities=step_probs)
+    blocks = [BlockMaps(f"block {i}", spatial=torch.rand(B, 1, 32 >> i, 32 >> i, generator=g),
+                        channel=torch.rand(B, 16 << i, 1, 1, generator=g)) for i in range(3)]
+    names = [str(d) for d in range(10)]
+    labels = torch.arange(B) % 10
+    pages = {"ram": (ImageAttention(x, probs, names, labels=labels, glimpses=glimpses),
+                     [x, probs, glimpses.centres, glimpses.patches, step_probs]),
+             "cnn-cbam": (ImageAttention(x, probs, names, labels=labels, blocks=blocks),
+                          [x, probs] + [t for b in blocks for t in (b.spatial, b.channel)])}
+    paths, out = [], {}
+    for name, (data, tensors) in pages.items():
+        page = explore(ExplorerData(images=data, title=name))
+        as_json = sum(len(json.dumps(t.tolist())) for t in tensors)
+        out[name] = {"images": B, "html_bytes": len(page), "payload_bytes": page.payload_bytes,
+                     "json_lists_bytes": as_json, "ratio": round(as_json / page.payload_bytes, 1)}
+        paths.append(page.save(tmp / f"{name}.html"))
+    return paths, out
+
+
 def first_draw(paths: list[Path], repeats: int) -> list[dict]:
     from playwright.sync_api import sync_playwright
 
@@ -126,8 +167,30 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=str(ROOT / "results" / "explorer.json"))
+    ap.add_argument("--part", choices=("all", "tokens", "vision"), default="all",
+                    help="the token pages (MiniLM's size, 2,048 tokens), the vision pages, or both")
     a = ap.parse_args()
     torch.set_num_threads(2)
+    result: dict = {"date": time.strftime("%Y-%m-%d")}
+    if a.part in ("all", "tokens"):
+        result.update(tokens(a))
+    if a.part in ("all", "vision"):
+        with tempfile.TemporaryDirectory() as tmp:
+            paths, vsize = vision_reports(Path(tmp))
+            vdraws = first_draw(paths, a.repeats)
+        print("vision pages, 64 images (payload: the data block; JSON lists: the same tensors as json.dumps(tolist()))")
+        for (name, v), d in zip(vsize.items(), vdraws):
+            print(f"  {name:<9} page {v['html_bytes'] / 1e3:7.1f} kB, payload {v['payload_bytes'] / 1e3:7.1f} kB vs "
+                  f"JSON lists {v['json_lists_bytes'] / 1e3:7.1f} kB ({v['ratio']}x); first frame median "
+                  f"{d['first_frame_ms_median']} ms (script {d['script_ms_median']} ms) {d['first_frame_ms']}  "
+                  f"load {d['loadavg'][0]:.1f}  requests {d['requests']}")
+        result["vision"] = {"size": vsize, "first_draw": vdraws}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"written {a.out}")
+
+
+def tokens(a: argparse.Namespace) -> dict:
     size = sizes(a.tokens)
     print(f"size, {size['layers']} layers x {size['heads']} heads x {a.tokens} tokens ({size['source']}), "
           f"load {size['loadavg'][0]:.1f}")
@@ -143,10 +206,7 @@ def main() -> None:
         print(f"  {d['report']:<16} {d['html_bytes'] / 1e6:6.1f} MB  median {d['first_frame_ms_median']:5d} ms "
               f"(script {d['script_ms_median']} ms)  {d['first_frame_ms']}  load {d['loadavg'][0]:.1f}  "
               f"requests {d['requests']}")
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "size": size, "first_draw": draws},
-                                      indent=1) + "\n")
-    print(f"written {a.out}")
+    return {"size": size, "first_draw": draws}
 
 
 if __name__ == "__main__":

@@ -3,12 +3,15 @@
     attnkit explore runs/numbers -o report.html
     attnkit explore runs/gpt --text "ROMEO: what light" -o report.html
     attnkit explore --hf PATH --text "The cat sat." --text "A dog ran away." -o report.html
+    attnkit explore runs/ram --images 0,5,7 -o report.html
 
 SOURCE is a run directory written by ``attnkit train`` (seq2seq alignments; the heads of every
-layer of a Transformer, GPT or BERT), or ``--hf PATH``: a Hugging Face model loaded through
-attnkit's attention (``attnkit.integrations.huggingface``). ``--text`` may repeat (a batch; the
-page has an item selector). The page opens from disk with no network: head view, model view,
-matrix heatmap, a step-by-step panel per query, and gradient x input saliency beside the weights.
+layer of a Transformer, GPT or BERT; on an image task a RAM's glimpse path step by step, or a
+CNN's spatial maps and channel weights per block, for the test images ``--images``), or
+``--hf PATH``: a Hugging Face model loaded through attnkit's attention
+(``attnkit.integrations.huggingface``). ``--text`` may repeat (a batch; the page has an item
+selector). The page opens from disk with no network: head view, model view, matrix heatmap, a
+step-by-step panel per query, and gradient x input saliency beside the weights.
 ``--layers``/``--heads`` keep only some (e.g. ``--layers 0,5``); ``--top-k K`` keeps the K largest
 weights of each row (smaller files for long texts).
 """
@@ -32,6 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", nargs="?", help="a run directory written by attnkit train / demo")
     p.add_argument("--hf", metavar="PATH", help="a Hugging Face model directory (instead of a run directory)")
     p.add_argument("--text", action="append", help="an input to show (repeat for a batch; default: test examples)")
+    p.add_argument("--images", metavar="INDICES",
+                   help="an image run: the test images to show, e.g. 0,5,7 (default: the first 6)")
     p.add_argument("-o", "--out", default="report.html", help="the HTML file to write (default report.html)")
     p.add_argument("--layers", help="only these layers, e.g. 0,3 (default: all)")
     p.add_argument("--heads", help="only these heads, e.g. 0,1,7 (default: all)")
@@ -192,6 +197,19 @@ def hf_explorer_data(path: str, texts: Sequence[str], *, layers: Optional[str] =
                         kind="Hugging Face model", items=[t[:40] + ("…" if len(t) > 40 else "") for t in texts])
 
 
+def _image_data(args: argparse.Namespace, task: Any, model: Any, name: str) -> Any:
+    """An image run's page: the test images ``--images`` (``--text``, ``--layers``, ``--heads`` are refused)."""
+    from ._explore_vision import image_explorer_data, image_indices
+
+    for flag, given in (("--text", args.text), ("--layers", args.layers), ("--heads", args.heads),
+                        ("--saliency-token", args.saliency_token)):
+        if given is not None:
+            raise CliError(f"{flag} is for token models; an image run shows test images: --images 0,5,7 "
+                           "(its blocks and glimpse steps are chosen on the page)")
+    return image_explorer_data(task, model, image_indices(args.images, task.images("test")[0].shape[0]),
+                               model_name=name)
+
+
 # -- the command ------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
     from ..viz.explore import explore
@@ -216,16 +234,27 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"{args.source} is not a run directory; give one written by attnkit train "
                            "(or --hf PATH for a Hugging Face model)")
         task, model, _ = load_run(args.source, which=args.checkpoint, device=resolve_device(args.device))
-        texts = args.text or default_texts(task, model)
-        data = _select(run_explorer_data(task, model, texts, model_name=model_name(model)), args.layers, args.heads)
+        if getattr(task, "kind", None) == "image":
+            data = _image_data(args, task, model, model_name(model))
+        else:
+            if args.images is not None:
+                raise CliError(f"--images chooses test images of an image run; task {task.name!r} takes --text")
+            texts = args.text or default_texts(task, model)
+            data = _select(run_explorer_data(task, model, texts, model_name=model_name(model)), args.layers,
+                           args.heads)
     page = explore(data, top_k=args.top_k, values=not args.no_values)
     path = page.save(args.out)
     summary = {"path": str(path), "bytes": len(page), "layers": len(data.layers),
                "heads": [int(layer.weights.shape[1]) for layer in data.layers], "items": data.batch_size}
+    shows = f"{len(data.layers)} layers"
+    if data.images is not None:
+        g = data.images.glimpses
+        summary.update(blocks=len(data.images.blocks), glimpses=int(g.centres.shape[1]) if g is not None else 0)
+        shows = f"{summary['glimpses']} glimpses" if g is not None else f"{summary['blocks']} attention blocks"
     if args.json:
         print(json.dumps(summary))
     else:
         items = f"{data.batch_size} item{'s' if data.batch_size != 1 else ''}"
-        print(f"explorer written to {path} ({len(page) / 1e6:.2f} MB, {len(data.layers)} layers, {items}); "
+        print(f"explorer written to {path} ({len(page) / 1e6:.2f} MB, {shows}, {items}); "
               "open it in any browser, no network needed")
     return 0

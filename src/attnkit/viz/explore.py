@@ -16,8 +16,13 @@ The page is one file: every script and style inline, no request of any kind, dra
 Values (for the weighted sum) are float16, log-sum-exps (for the raw scores) and saliency float32,
 all base64.
 
+Vision models (:mod:`attnkit.viz.explore_images`) fill :attr:`ExplorerData.images` instead of (or
+beside) the token layers: the same page then shows a RAM's glimpse path step by step, or a CNN's
+spatial attention maps over the image and its channel weights per block.
+
     data = ExplorerData(tokens={"tokens": [toks]}, layers=[AttentionLayer("layer 0", w)])
     explore(data).save("report.html")        # or, in a notebook, the Explorer as the cell's value
+    explore(ExplorerData(images=ImageAttention(x, probs, names, blocks=[BlockMaps("block 0", spatial=m)])))
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .explore_images import BlockMaps, GlimpsePath, ImageAttention, image_payload
+
 __all__ = ["AttentionLayer", "ExplorerData", "Explorer", "explore", "encode_weights", "decode_weights", "LOG_RANGE",
-           "bertviz_json_bytes"]
+           "bertviz_json_bytes", "ImageAttention", "GlimpsePath", "BlockMaps"]
 
 #: K of the one-byte log code: weights below e^-K (8.3e-7) are stored as 0
 LOG_RANGE = 14.0
@@ -76,11 +83,12 @@ class ExplorerData:
     ``saliency`` (B, R, N): gradient x input of R outputs over the N tokens of sequence
     ``saliency_over``; ``saliency_rows`` names the R outputs (per item: a list of R labels). When
     R equals the number of query tokens of a layer whose keys are ``saliency_over``, row i is
-    shown beside query i's attention.
+    shown beside query i's attention. ``images``: a vision model's images and attention (glimpses,
+    spatial maps, channel weights); a page may hold tokens, images or both (one item each, in order).
     """
 
-    tokens: dict[str, list[list[str]]]
-    layers: list[AttentionLayer]
+    tokens: dict[str, list[list[str]]] = dataclasses.field(default_factory=dict)
+    layers: list[AttentionLayer] = dataclasses.field(default_factory=list)
     saliency: Optional[Tensor] = None  # (B, R, N)
     saliency_over: str = "tokens"
     saliency_rows: Optional[list[list[str]]] = None
@@ -88,10 +96,13 @@ class ExplorerData:
     title: str = "attention"
     kind: str = ""
     items: Optional[list[str]] = None  # a label per batch item
+    images: Optional[ImageAttention] = None
 
     @property
     def batch_size(self) -> int:
-        return len(next(iter(self.tokens.values()))) if self.tokens else 0
+        if self.tokens:
+            return len(next(iter(self.tokens.values())))
+        return self.images.batch_size if isinstance(self.images, ImageAttention) else 0
 
 
 # -- encoding -------------------------------------------------------------------------------------
@@ -245,10 +256,15 @@ def explore(data: ExplorerData, *, top_k: Optional[int] = None, values: bool = T
         raise TypeError(f"data must be an ExplorerData, got {type(data).__name__}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
-    if not data.layers:
-        raise ValueError("data.layers is empty; give at least one AttentionLayer")
-    if not data.tokens or data.batch_size == 0:
+    if data.images is not None and not isinstance(data.images, ImageAttention):
+        raise TypeError(f"data.images must be an ImageAttention, got {type(data.images).__name__}")
+    if not data.layers and data.images is None:
+        raise ValueError("data.layers is empty; give at least one AttentionLayer (or images=ImageAttention(...) "
+                         "for a vision model)")
+    if data.layers and (not data.tokens or data.batch_size == 0):
         raise ValueError("data.tokens is empty; give one token list per batch item")
+    if data.batch_size == 0:
+        raise ValueError("data.images holds no image; give a (B, C, H, W) batch with B >= 1")
     for name, seqs in data.tokens.items():
         if len(seqs) != data.batch_size:
             raise ValueError(f"tokens[{name!r}] has {len(seqs)} items but another sequence has {data.batch_size}")
@@ -270,9 +286,11 @@ def explore(data: ExplorerData, *, top_k: Optional[int] = None, values: bool = T
         "tokens": {k: [[str(t) for t in s] for s in v] for k, v in data.tokens.items()},
         "layers": [_layer_payload(i, layer, data, top_k, values) for i, layer in enumerate(data.layers)],
         "saliency": _saliency_payload(data), "logRange": LOG_RANGE,
+        "images": image_payload(data.images, data.batch_size) if data.images is not None else None,
     }
     text = json.dumps(payload, ensure_ascii=True, separators=(",", ":")).replace("</", "<\\/")
     parts = {"/*ATTNKIT_CSS*/": _asset("explorer.css"), "{{TITLE}}": html_lib.escape(str(data.title)),
-             "/*ATTNKIT_DATA*/": text, "/*ATTNKIT_JS*/": _asset("explorer.js")}
+             "/*ATTNKIT_DATA*/": text, "/*ATTNKIT_JS*/": _asset("explorer.js"),
+             "/*ATTNKIT_VISION_JS*/": _asset("explorer_vision.js")}
     page = re.sub("|".join(re.escape(k) for k in parts), lambda m: parts[m.group(0)], _asset("template.html"))
     return Explorer(page, len(text))

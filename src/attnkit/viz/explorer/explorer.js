@@ -419,6 +419,13 @@
     status(qTok().length + (lay().query === lay().key ? "" : " × " + kTok().length) + " tokens · " + D.layers.length +
            " layers · drawn in " + window.attnkit.lastDrawMs.toFixed(0) + " ms");
   }
+  window.attnkit = { data: D, state: S, draws: 0, t0: t0, tokenPoint: tokenPoint, select: select, row: row,
+                     redraw: function () { drawAll(); },
+                     util: { bytes: bytes, halfToFloat: halfToFloat, CMAP: CMAP, el: el, option: option, status: status } };
+  if (!D.layers.length) {  // a vision page: explorer_vision.js draws it
+    Array.prototype.forEach.call(document.querySelectorAll(".tokens"), function (n) { n.hidden = true; });
+    return;
+  }
   function select(layer, head) { S.layer = layer; el("layer").value = layer; S.heads = null; fillHeads(); S.head = head; el("head").value = head; drawAll(); }
   el("item").addEventListener("change", function (e) { S.item = +e.target.value; drawAll(); });
   el("layer").addEventListener("change", function (e) { S.layer = +e.target.value; S.heads = null; drawAll(); });
@@ -444,7 +451,6 @@
     var hit = mvHit(e);
     if (hit) { select(hit.layer, hit.head); el("matrix-view").scrollIntoView({ block: "nearest" }); }
   });
-  window.attnkit = { data: D, state: S, draws: 0, tokenPoint: tokenPoint, select: select, row: row, redraw: function () { drawAll(); } };
   if (D.saliency) for (var li = D.layers.length - 1; li >= 0; li--) if (salRowsFollow(li)) { S.layer = li; break; }
   fillControls();
   drawAll();
