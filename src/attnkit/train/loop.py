@@ -59,6 +59,7 @@ from .checkpoint import (
     split_prefix,
     write_atomic,
 )
+from .context_parallel import enable_context_parallel
 from .distributed import DistContext, current
 from .lock import claim_run_dir
 from .meta import checkpoint_meta, model_config, model_name
@@ -478,6 +479,7 @@ def train(
     resume: bool = False,
     force: bool = False,
     fsdp: bool = False,
+    context_parallel: int = 1,
     final_eval: bool = True,
     progress: Optional[bool] = None,
     callback: Optional[Callable[[int, dict[str, float]], None]] = None,
@@ -497,9 +499,11 @@ def train(
     with the options saved there (options given win; ``steps`` extends the run on its saved
     schedule). ``stop_at`` ends training once the validation metric reaches it.
     ``callback(step, metrics)`` runs after every step (tests use it to interrupt). Under torchrun: DDP
-    (``fsdp``: FSDP2), ``batch_size`` the global batch (:mod:`attnkit.train.distributed`).
+    (``fsdp``: FSDP2), ``batch_size`` the global batch (:mod:`attnkit.train.distributed`);
+    ``context_parallel=C``: groups of C ranks share every sequence (:mod:`attnkit.train.context_parallel`).
     """
     dist = current(device, fsdp=fsdp)  # torchrun: the process group (train.distributed); else one process
+    enable_context_parallel(dist, context_parallel, model=model, task=task)  # checks, then the ring's groups
     dev = dist.place(resolve_device(device))
     out = dist.broadcast(Path(out_dir) if out_dir is not None else None)  # rank 0 names the run directory
     if resume and out is None:
