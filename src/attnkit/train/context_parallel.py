@@ -58,6 +58,11 @@ def supporting_models() -> list[str]:
     return [name for name in MODELS.canonical() if getattr(MODELS.get(name), "supports_context_parallel", False)]
 
 
+def _choices(values: list[int]) -> str:
+    """``[1, 2, 4]`` -> ``"1, 2 or 4"`` (after ``context_parallel=``, which the CLI shows as its flag)."""
+    return ", ".join(map(str, values[:-1])) + (" or " if len(values) > 1 else "") + str(values[-1])
+
+
 def _check_size(size: Any) -> int:
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise DistributedError(f"context_parallel must be a positive int (the processes that share every "
@@ -81,7 +86,7 @@ def check_context_parallel(model: nn.Module, task: Any, size: Any) -> int:
         fits = [c for c in range(1, min(length // 2, 16) + 1) if length % (2 * c) == 0]
         raise DistributedError(
             f"context_parallel={size}: sequences of {length} positions do not cut into the {LAYOUT} layout's "
-            f"{chunks} equal chunks (2 per process); use context_parallel in {fits} or a block size that is a "
+            f"{chunks} equal chunks (2 per process); use context_parallel={_choices(fits)} or a block size that is a "
             f"multiple of {chunks} (e.g. --task-option block_size={length + (-length) % chunks})")
     return size
 
@@ -103,11 +108,11 @@ def enable_context_parallel(ctx: DistContext, size: Any, *, model: nn.Module, ta
     if ctx.world % size:
         divisors = [c for c in range(1, ctx.world + 1) if ctx.world % c == 0]
         raise DistributedError(f"context_parallel={size} does not divide the {ctx.world} processes (the world is "
-                               f"data shards x context_parallel); use context_parallel in {divisors} or "
+                               f"data shards x context_parallel); use context_parallel={_choices(divisors)} or "
                                f"nproc={ctx.world + (-ctx.world) % size}")
     if ctx.fsdp:
         raise DistributedError(f"context_parallel={size} runs with DDP (every rank a full copy of the "
-                               "parameters); drop fsdp")
+                               "parameters), not FSDP: train without fsdp")
     if ctx.group is not None:
         raise DistributedError("context_parallel makes its own process groups; the context's data-parallel group "
                                "was set by the caller: leave DistContext.group None")
