@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                     "step; the peak then also counts buffers a same-length warm-up leaves resident (4096 after "
                     "a 2048 warm-up: 63 MB against 32 MB), so compare memory only between runs warmed alike")
     ap.add_argument("--no-causal", dest="causal", action="store_false")
+    ap.add_argument("--no-single", dest="single", action="store_false",
+                    help="skip the single-process peer (measured in an earlier run: its figure is not re-printed)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ring_cpu.json"))
     args = ap.parse_args(argv)
     os.environ.update(MALLOC_ENV)  # children inherit it: freed blocks go back to the OS
@@ -224,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     for score in args.scores.split(","):
         job = {"length": args.length, "dim": args.dim, "score": score, "causal": args.causal,
                "threads": args.threads, "repeats": args.repeats, "warmup_length": args.warmup_length}
-        peer = run_single(job)
+        peer = run_single(job) if args.single else {"error": "not measured (--no-single)", "load": [os.getloadavg()]}
         print(f"{score}: single-process attention() L={args.length}: "
               + (f"{peer['seconds_per_step']:.2f} s/step, peak {peer['peak_mb']:.0f} MB" if "error" not in peer
                  else peer["error"].splitlines()[-1]) + f"  load {peer['load'][0][0]:.1f}", flush=True)
