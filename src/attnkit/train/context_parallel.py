@@ -50,7 +50,9 @@ __all__ = ["supporting_models", "check_context_parallel", "enable_context_parall
 LAYOUT = "zigzag"
 _LAUNCH = ("attnkit train --nproc N --context-parallel C ... (or torchrun --standalone --nproc-per-node N "
            "-m attnkit train --context-parallel C ...)")
-_GROUPS: dict[tuple[int, int], Any] = {}  # (id of the world group, C) -> this rank's context-parallel group
+#: (id of the world group, C) -> (that world group, this rank's context-parallel group); holding the world
+#: keeps its id from naming a later one
+_GROUPS: dict[tuple[int, int], tuple[Any, Any]] = {}
 
 
 def supporting_models() -> list[str]:
@@ -78,8 +80,8 @@ def check_context_parallel(model: nn.Module, task: Any, size: Any) -> int:
     if not getattr(model, "supports_context_parallel", False):
         name = getattr(getattr(model, "config", None), "model", type(model).__name__)
         raise DistributedError(f"context_parallel={size}: the {name!r} model has no context-parallel forward; "
-                               f"models that have one: {', '.join(supporting_models())} (or drop "
-                               "context_parallel to train with data parallelism alone)")
+                               f"models that have one: {', '.join(supporting_models())} (or context_parallel=1: "
+                               "data parallelism alone)")
     length = getattr(task, "block_size", None) or getattr(model, "block_size", None)
     chunks = num_chunks(LAYOUT, size)
     if length is not None and length % chunks:
@@ -87,7 +89,7 @@ def check_context_parallel(model: nn.Module, task: Any, size: Any) -> int:
         raise DistributedError(
             f"context_parallel={size}: sequences of {length} positions do not cut into the {LAYOUT} layout's "
             f"{chunks} equal chunks (2 per process); use context_parallel={_choices(fits)} or a block size that is a "
-            f"multiple of {chunks} (e.g. --task-option block_size={length + (-length) % chunks})")
+            f"multiple of {chunks} (the task option block_size={length + (-length) % chunks})")
     return size
 
 
@@ -119,7 +121,7 @@ def enable_context_parallel(ctx: DistContext, size: Any, *, model: nn.Module, ta
     key = (id(dist.group.WORLD), size)
     if key not in _GROUPS:  # every rank creates every group, in the same order
         ranks = [list(range(g * size, (g + 1) * size)) for g in range(ctx.world // size)]
-        _GROUPS[key] = dist.new_subgroups_by_enumeration(ranks)[0]
-    ctx.cp = ContextParallel(group=_GROUPS[key], layout=LAYOUT)
+        _GROUPS[key] = (dist.group.WORLD, dist.new_subgroups_by_enumeration(ranks)[0])
+    ctx.cp = ContextParallel(group=_GROUPS[key][1], layout=LAYOUT)
     ctx.dp_rank, ctx.dp_world = ctx.rank // size, ctx.world // size
     return ctx
