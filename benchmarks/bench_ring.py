@@ -200,8 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--worlds", default="1,2,4")
     ap.add_argument("--scores", default="additive,scaled_dot")
-    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
-                    help="torch threads in all: max(1, threads // P) per rank, all of them for the single process")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads in all: max(1, threads // P) per rank, all of them for the single process "
+                    "(default 1: every configuration on one thread per process; benchmarks/RESULTS.md has what 2 "
+                    "threads did on a shared machine)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--warmup-length", type=int, help="run the warm-up step (compilation) at this length instead "
                     "of --length: a full step at 32768 costs many minutes on 2 cores. Keep every rank's chunk "
