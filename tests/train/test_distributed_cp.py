@@ -2,10 +2,11 @@
 
 Every rank of a group of C holds half (C = 2) or a quarter (C = 4) of every sequence of its rows,
 the loss is the mean over every token of the global batch and the gradients are all-reduced over
-the whole world, so cp = 2 on 2 ranks, dp = 2 x cp = 2 and cp = 4 on 4 ranks give the losses and,
-after 8 steps, the weights of one process on whole sequences (float32, within 1e-5); a checkpoint
-they write resumes on one process. The bad inputs are refused before any collective: the library
-tests below run them with no process group at all.
+the whole world (DDP, or FSDP2's reduce-scatter), so cp = 2 on 2 ranks (with DDP or FSDP2),
+dp = 2 x cp = 2 and cp = 4 on 4 ranks give the losses and, after 8 steps, the weights of one
+process on whole sequences (float32, within 1e-5); a checkpoint they write resumes on one process.
+The bad inputs are refused before any collective: the library tests below run them with no
+process group at all.
 """
 
 from __future__ import annotations
@@ -55,13 +56,15 @@ def _same_run(a, b) -> None:
 
 
 @two_cores
-def test_cp2_on_two_ranks_trains_as_one_process_and_its_checkpoint_resumes_on_one(tmp_path, one_thread):
-    cp2, cut = tmp_path / "cp2", tmp_path / "cut"
+def test_cp2_with_ddp_or_fsdp_trains_as_one_process_and_its_checkpoint_resumes_on_one(tmp_path, one_thread):
+    cp2, cut, fsdp = tmp_path / "cp2", tmp_path / "cut", tmp_path / "fsdp"
     CP.run_ranks(2, [{"kind": "train", "out": str(cp2), "steps": 8, "context_parallel": 2, **GPT},
-                     {"kind": "train", "out": str(cut), "steps": 4, "decay_steps": 8, "context_parallel": 2, **GPT}])
+                     {"kind": "train", "out": str(cut), "steps": 4, "decay_steps": 8, "context_parallel": 2, **GPT},
+                     {"kind": "train", "out": str(fsdp), "steps": 8, "context_parallel": 2, "fsdp": True, **GPT}])
     one = tmp_path / "one"
     W.run_job({"kind": "train", "out": str(one), "steps": 8, **GPT})
     _same_run(cp2, one)
+    _same_run(fsdp, one)  # FSDP2 over both ranks, the ring within them: the same weights and moments
     events = [json.loads(x) for x in (cp2 / "history.jsonl").read_text().splitlines()]
     assert sum(e["event"] == "done" for e in events) == 1  # rank 0 alone wrote the run
     # 16 rows x 16 positions per step, whatever the split: the tokens of the global batch
@@ -97,8 +100,6 @@ def test_library_refusals_name_the_fix_before_any_process_group_exists():
     with pytest.raises(D.DistributedError, match=r"context_parallel=4 does not divide the 6 processes .* "
                                                  r"context_parallel=1, 2, 3 or 6 or nproc=8"):
         enable_context_parallel(D.DistContext(rank=0, world=6), 4, model=gpt, task=task)
-    with pytest.raises(D.DistributedError, match="not FSDP: train without fsdp"):
-        enable_context_parallel(D.DistContext(rank=0, world=2, fsdp=True), 2, model=gpt, task=task)
     with pytest.raises(D.DistributedError, match=r"this is one process; start the run with attnkit train --nproc N "
                                                  r"--context-parallel C .* torchrun"):
         train(task, gpt, steps=1, context_parallel=2, progress=False)

@@ -26,8 +26,11 @@ Validation, the test split and checkpoints run on rank 0 on whole sequences, out
 context-parallel block (the model itself is never changed): a checkpoint is the usual one, and a
 run resumes at any C (1 included) and any world size.
 
+With ``fsdp`` the parameters are sharded over the whole world instead (FSDP2's reduce-scatter
+averages over every rank, as DDP does, so the weighting is the same).
+
 Errors raised before any collective, the same on every rank: C not a positive int, C > 1 on one
-process, C not dividing the world, ``fsdp`` with C > 1, a model without context-parallel support
+process, C not dividing the world, a model without context-parallel support
 (:func:`supporting_models` names those that have it), a sequence length that does not cut into 2C
 chunks.
 """
@@ -112,9 +115,6 @@ def enable_context_parallel(ctx: DistContext, size: Any, *, model: nn.Module, ta
         raise DistributedError(f"context_parallel={size} does not divide the {ctx.world} processes (the world is "
                                f"data shards x context_parallel); use context_parallel={_choices(divisors)} or "
                                f"nproc={ctx.world + (-ctx.world) % size}")
-    if ctx.fsdp:
-        raise DistributedError(f"context_parallel={size} runs with DDP (every rank a full copy of the "
-                               "parameters), not FSDP: train without fsdp")
     if ctx.group is not None:
         raise DistributedError("context_parallel makes its own process groups; the context's data-parallel group "
                                "was set by the caller: leave DistContext.group None")
