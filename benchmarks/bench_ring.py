@@ -19,6 +19,7 @@ Peers measured in the same run:
   recorded.
 
     python benchmarks/bench_ring.py --length 32768              # the issue's size (slow on 2 cores)
+    python benchmarks/bench_ring.py --length 32768 --warmup-length 4096   # warm-up (compilation) on a short step
     python benchmarks/bench_ring.py --length 4096 --worlds 1,2  # a smoke run
 """
 
@@ -62,8 +63,8 @@ def _inputs(L: int, D: int, seed: int, score: str) -> tuple[list[torch.Tensor], 
     return qkv, params, torch.randn(1, 1, L, D, generator=gen)
 
 
-def _measure(step, repeats: int) -> list[dict]:
-    step()  # warm-up: compilation, lazy initialisation
+def _measure(step, repeats: int, warmup=None) -> list[dict]:
+    (warmup or step)()  # warm-up: compilation, lazy initialisation (``warmup``: a shorter step that does it)
     rows = []
     for _ in range(repeats):
         gc.collect()
@@ -83,18 +84,21 @@ def _rank(rank: int, P: int, port: int, job: dict, queue) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=P, timeout=datetime.timedelta(seconds=3600))
     try:
         L, D, score = job["length"], job["dim"], job["score"]
-        qkv, params, g = _inputs(L // P, D, 100 + rank, score)  # this rank's shard only: nothing full is made
+        def make_step(length: int):
+            qkv, params, g = _inputs(length // P, D, 100 + rank, score)  # this rank's shard only: nothing full
 
-        def step() -> dict:
-            with ring_stats() as st:
-                out = ring_attention(*qkv, score=score, score_params=params or None, causal=job["causal"],
-                                     layout="zigzag")
-                out.backward(g)
-            for t in [*qkv, *params.values()]:
-                t.grad = None
-            return {"comm_wait_s": st.comm_wait_s, "compute_s": st.compute_s, "mb_sent": st.bytes_sent / 2**20}
+            def step() -> dict:
+                with ring_stats() as st:
+                    out = ring_attention(*qkv, score=score, score_params=params or None, causal=job["causal"],
+                                         layout="zigzag")
+                    out.backward(g)
+                for t in [*qkv, *params.values()]:
+                    t.grad = None
+                return {"comm_wait_s": st.comm_wait_s, "compute_s": st.compute_s, "mb_sent": st.bytes_sent / 2**20}
+            return step
 
-        rows = _measure(step, job["repeats"])
+        warm = job.get("warmup_length")
+        rows = _measure(make_step(L), job["repeats"], make_step(warm) if warm and warm != L else None)
         queue.put({"rank": rank, "rows": rows})
     except Exception:  # noqa: BLE001  (reported in the JSON)
         queue.put({"rank": rank, "error": traceback.format_exc()[-800:]})
@@ -129,16 +133,20 @@ def run_world(P: int, job: dict) -> dict:
 def _single(job: dict, queue) -> None:
     torch.set_num_threads(job["threads"])
     try:
-        qkv, params, g = _inputs(job["length"], job["dim"], 100, job["score"])
+        def make_step(length: int):
+            qkv, params, g = _inputs(length, job["dim"], 100, job["score"])
 
-        def step() -> dict:
-            out = attention(*qkv, score=job["score"], score_params=params or None, causal=job["causal"])
-            out.backward(g)
-            for t in [*qkv, *params.values()]:
-                t.grad = None
-            return {}
+            def step() -> dict:
+                out = attention(*qkv, score=job["score"], score_params=params or None, causal=job["causal"])
+                out.backward(g)
+                for t in [*qkv, *params.values()]:
+                    t.grad = None
+                return {}
+            return step
 
-        queue.put({"rows": _measure(step, job["repeats"])})
+        warm = job.get("warmup_length")
+        L = job["length"]
+        queue.put({"rows": _measure(make_step(L), job["repeats"], make_step(warm) if warm and warm != L else None)})
     except Exception:  # noqa: BLE001
         queue.put({"error": traceback.format_exc()[-800:]})
 
@@ -192,27 +200,44 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--worlds", default="1,2,4")
     ap.add_argument("--scores", default="additive,scaled_dot")
-    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
-                    help="torch threads in all: max(1, threads // P) per rank, all of them for the single process")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads in all: max(1, threads // P) per rank, all of them for the single process "
+                    "(default 1: every configuration on one thread per process; benchmarks/RESULTS.md has what 2 "
+                    "threads did on a shared machine)")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--warmup-length", type=int, help="run the warm-up step (compilation) at this length instead "
+                    "of --length: a full step at 32768 costs many minutes on 2 cores. Keep every rank's chunk "
+                    "(L / 2P) >= 2048, the compiled tile's query rows, or a recompilation lands in the measured "
+                    "step; the peak then also counts buffers a same-length warm-up leaves resident (4096 after "
+                    "a 2048 warm-up: 63 MB against 32 MB), so compare memory only between runs warmed alike")
     ap.add_argument("--no-causal", dest="causal", action="store_false")
+    ap.add_argument("--no-single", dest="single", action="store_false",
+                    help="skip the single-process peer (measured in an earlier run: its figure is not re-printed)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ring_cpu.json"))
     args = ap.parse_args(argv)
     os.environ.update(MALLOC_ENV)  # children inherit it: freed blocks go back to the OS
     worlds = [int(w) for w in args.worlds.split(",")]
     results: dict = {"length": args.length, "dim": args.dim, "causal": args.causal, "threads": args.threads,
-                     "cpus": os.cpu_count(), "torch": torch.__version__, "runs": []}
+                     "warmup_length": args.warmup_length, "cpus": os.cpu_count(), "torch": torch.__version__,
+                     "runs": []}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every configuration: a run stopped part-way keeps what it measured
+        out.write_text(json.dumps(results, indent=1))
     for score in args.scores.split(","):
         job = {"length": args.length, "dim": args.dim, "score": score, "causal": args.causal,
-               "threads": args.threads, "repeats": args.repeats}
-        peer = run_single(job)
+               "threads": args.threads, "repeats": args.repeats, "warmup_length": args.warmup_length}
+        peer = run_single(job) if args.single else {"error": "not measured (--no-single)", "load": [os.getloadavg()]}
         print(f"{score}: single-process attention() L={args.length}: "
               + (f"{peer['seconds_per_step']:.2f} s/step, peak {peer['peak_mb']:.0f} MB" if "error" not in peer
                  else peer["error"].splitlines()[-1]) + f"  load {peer['load'][0][0]:.1f}", flush=True)
         results["runs"].append({"score": score, "kind": "single_process_attention", **peer})
+        save()
         for P in worlds:
             r = run_world(P, {**job, "threads": max(1, args.threads // P)})
             results["runs"].append({"score": score, "kind": "ring", **r})
+            save()
             if "error" in r:
                 print(f"{score}: ring P={P}: {r['error'].splitlines()[-1]}", flush=True)
                 continue
@@ -226,9 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             results["runs"].append({"score": score, "kind": "torch_context_parallel", "world": 2, **cp})
             print(f"{score}: torch context_parallel P=2: "
                   + (cp["error"] if "error" in cp else f"{cp['seconds_per_step']:.2f} s/step"), flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1))
-    print(f"wrote {args.out}")
+    save()
+    print(f"wrote {out}")
     return 0
 
 

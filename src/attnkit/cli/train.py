@@ -31,6 +31,10 @@ one-process run of the same flags and resumes with any number of processes
 (``--resume RUN_DIR --nproc M``). Rank 0 alone prints, validates and writes the run directory.
 ``--fsdp`` shards a Transformer's parameters, gradients and Adam moments instead (FSDP2); its
 checkpoints are the same files (gathered on rank 0), plus each rank's shards in ``last.dcp/``.
+``--context-parallel C`` (gpt) splits every sequence across groups of C consecutive processes
+(ring attention, zigzag layout): N processes are N / C data shards of C; the loss is still the
+mean over every token of the global batch, and the checkpoints are the usual ones (resume them
+with any C, or on one process).
 """
 
 from __future__ import annotations
@@ -73,6 +77,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "agent); --batch-size is then the global batch")
     p.add_argument("--fsdp", action="store_true", help="with --nproc/torchrun: shard a Transformer's parameters, "
                    "gradients and Adam moments across the processes (FSDP2) instead of copying them (DDP)")
+    p.add_argument("--context-parallel", type=int, metavar="C", help="with --nproc/torchrun: groups of C "
+                   "processes share every sequence (ring attention, zigzag layout; gpt); C divides the processes")
     p.set_defaults(func=run)
     _PARSER[:] = [p]
 
@@ -102,24 +108,33 @@ def _worker_argv(args: argparse.Namespace, out: str | None) -> list[str]:
 def _launch(args: argparse.Namespace) -> int:
     """``--nproc N``: torchrun's elastic agent runs this command on N processes."""
     from ..train import default_run_dir, model_config, model_name
+    from ..train.context_parallel import check_context_parallel
     from ..train.distributed import RankFailed, check_nproc, launch
     from ..train.sharded import transformer_layers
 
     check_nproc(args.nproc, args.device)
+    cp = args.context_parallel
+    if cp is not None and not (isinstance(cp, int) and cp >= 1 and args.nproc % cp == 0):
+        divisors = [c for c in range(1, args.nproc + 1) if args.nproc % c == 0]
+        raise CliError(f"--context-parallel {cp}: C must divide --nproc {args.nproc} (the processes are data "
+                       f"shards x context-parallel groups of C); use one of {', '.join(map(str, divisors))}")
     if args.resume:
         _refuse_fixed(args)
         out = args.resume
     else:
         if not args.task:
             raise CliError("name a task: attnkit train TASK --nproc N")
-        _, model = build(args.task, args, attention=args.attention)  # the flags are checked before N processes start
+        task, model = build(args.task, args, attention=args.attention)  # the flags are checked before N processes start
         if args.fsdp and not transformer_layers(model):
             raise CliError(f"--fsdp shards the layers of a Transformer model (gpt, bert, transformer); the "
                            f"{model_name(model)!r} model has none: drop --fsdp (DDP keeps a copy on every process)")
+        if args.context_parallel is not None:  # before N processes start; their world checks follow here
+            check_context_parallel(model, task, args.context_parallel)
         tag = model_config(model).get("attention") or model_name(model)
         out = str(args.out_dir or default_run_dir(args.task, tag))
     if not args.json:
-        print(f"starting {args.nproc} processes (torchrun's elastic agent, {'FSDP2' if args.fsdp else 'DDP'}) -> {out}")
+        how = "FSDP2" if args.fsdp else "DDP" if not cp or cp == 1 else f"DDP, sequences split across {cp} processes"
+        print(f"starting {args.nproc} processes (torchrun's elastic agent, {how}) -> {out}")
     try:
         return launch(args.nproc, _worker_argv(args, None if args.resume else out), device=args.device, run_dir=out,
                       resume_hint=f"attnkit train --resume {out} --nproc {args.nproc}")
@@ -165,6 +180,8 @@ def _run(args: argparse.Namespace, main: bool) -> int:
         applied = ("steps", "minutes", "eval_every", "decay_steps")
         extra = {k: getattr(args, k) for k in applied if getattr(args, k) is not None}
         extra["fsdp"] = args.fsdp
+        if args.context_parallel is not None:  # any C resumes: the checkpoints are those of one process
+            extra["context_parallel"] = args.context_parallel
         try:  # held across resume_run, so its first read of last.json cannot race a live writer
             with RunLock(args.resume) if main and Path(args.resume).is_dir() else contextlib.nullcontext():
                 result = resume_run(args.resume, device=args.device, progress=None if not args.json else False, **extra)
@@ -185,6 +202,7 @@ def _run(args: argparse.Namespace, main: bool) -> int:
                 task, model, steps=args.steps, minutes=args.minutes, seed=args.seed or 0, device=args.device,
                 out_dir=out, force=args.force, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
                 decay_steps=args.decay_steps, progress=False if args.json else None, fsdp=args.fsdp,
+                context_parallel=args.context_parallel or 1,
             )
         except RunDirectoryError as e:
             raise run_dir_error(e) from None

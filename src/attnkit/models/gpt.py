@@ -74,6 +74,8 @@ class GPT(nn.Module):
     """
 
     config_class = GPTConfig
+    #: forward / loss run under context parallelism (what ``attnkit train --context-parallel`` asks)
+    supports_context_parallel = True
 
     def __init__(self, config: GPTConfig | int, /, *, context_parallel: Any = None, **fields: Any) -> None:
         super().__init__()

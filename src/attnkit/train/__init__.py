@@ -18,12 +18,11 @@ from .loop import (
     TrainOptions,
     lr_at,
     make_optimizer,
-    model_config,
-    model_name,
     resolve_device,
     resolve_options,
     train,
 )
+from .meta import checkpoint_meta, model_config, model_name
 from .progress import Progress
 from .report import write_report
 from .run import default_run_dir, load_run, resolve_run_dir, resume_run
@@ -48,4 +47,5 @@ __all__ = [
     "resolve_device",
     "model_config",
     "model_name",
+    "checkpoint_meta",
 ]

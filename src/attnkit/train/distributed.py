@@ -41,6 +41,7 @@ the machine, torchrun's variables half set, a collective asked for without a pro
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -55,6 +56,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..distributed.context import ContextParallel, use_context_parallel
 from . import sharded
 
 __all__ = [
@@ -215,6 +217,9 @@ class DistContext:
     ``group`` is the data-parallel group (None: every rank), in which this process is
     ``dp_rank`` of ``dp_world``: batches are split, losses weighted and gradients averaged
     across it; a job that also splits sequences (context parallelism) passes its own.
+    ``cp``: every sequence of this rank's rows is split across ``cp.group`` and the forward runs
+    inside ``use_context_parallel(cp)`` (set by :func:`attnkit.train.context_parallel.enable_context_parallel`,
+    which keeps ``group`` the world and sets ``dp_rank = rank // C``, ``dp_world = world / C``).
     """
 
     rank: int = 0
@@ -227,6 +232,7 @@ class DistContext:
     group: Any = None
     dp_rank: Optional[int] = None  # None: rank
     dp_world: Optional[int] = None  # None: world
+    cp: Optional[ContextParallel] = None  # context parallelism (train.context_parallel)
 
     @property
     def data_rank(self) -> int:
@@ -235,6 +241,11 @@ class DistContext:
     @property
     def data_world(self) -> int:
         return self.world if self.dp_world is None else self.dp_world
+
+    @property
+    def reduce_world(self) -> int:
+        """The ranks gradients are averaged over (DDP's group): the loss weight's factor."""
+        return self.world if self.group is None else dist.get_world_size(self.group)
 
     @property
     def active(self) -> bool:
@@ -298,14 +309,16 @@ class DistContext:
             model.load_state_dict(weights)
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
-        """``model.loss(batch)`` in one process; with P ranks: this rank's rows, weighted to the global mean."""
+        """``model.loss(batch)`` in one process; with P ranks: this rank's rows (and under ``cp`` its shard of
+        every sequence), weighted to the mean over every token of the global batch."""
         if not self.active:
             return model.loss(batch)
         part, rows = shard_rows(batch, self.data_rank, self.data_world)
-        loss, m = self.wrapped(part) if self.wrapped is not None else model.loss(part)
-        n = float(m.get("tokens", rows)) if rows else 0.0
+        with use_context_parallel(self.cp) if self.cp is not None else contextlib.nullcontext():
+            loss, m = self.wrapped(part) if self.wrapped is not None else model.loss(part)
+        n = float(m.get("tokens", rows)) if rows else 0.0  # under cp: the tokens of this rank's positions
         metrics, total = all_reduce_metrics(m, n, return_total=True, group=self.group)
-        return loss * (n * self.data_world / max(total, 1e-12)), metrics
+        return loss * (n * self.reduce_world / max(total, 1e-12)), metrics
 
     # -- collectives the loop calls --------------------------------------------------------------
     def broadcast(self, value: Any) -> Any:

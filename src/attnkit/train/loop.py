@@ -59,40 +59,17 @@ from .checkpoint import (
     split_prefix,
     write_atomic,
 )
+from .context_parallel import enable_context_parallel
 from .distributed import DistContext, current
 from .lock import claim_run_dir
+from .meta import checkpoint_meta, model_config, model_name
 from .progress import Progress
 from .snapshot import StepSnapshot, rng_tensors, set_rng
 
 __all__ = [
     "train", "TrainOptions", "RunState", "resolve_options", "restore", "train_step", "validate", "finish",
-    "lr_at", "make_optimizer", "resolve_device", "epoch_generator", "model_name", "model_config",
-    "checkpoint_meta", "LossNotFinite",
+    "lr_at", "make_optimizer", "resolve_device", "epoch_generator", "LossNotFinite",
 ]
-
-
-# -- the model's config, read the same way whatever holds it --------------------------------------
-def model_config(model: Any) -> dict[str, Any]:
-    """``model.config`` as a plain dict (a mapping, a dataclass, or an object with ``to_dict()``)."""
-    cfg = getattr(model, "config", None)
-    if cfg is None:
-        return {}
-    if isinstance(cfg, Mapping):
-        return dict(cfg)
-    if hasattr(cfg, "to_dict"):
-        return dict(cfg.to_dict())
-    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        out = dataclasses.asdict(cfg)
-        name = getattr(cfg, "model", None)
-        return {"model": name, **out} if name is not None and "model" not in out else out
-    raise TypeError(f"model.config must be a mapping or a dataclass, got {type(cfg).__name__}")
-
-
-def model_name(model: Any) -> str:
-    """The registry name of ``model`` (``config["model"]`` or its config's ``model`` field)."""
-    cfg = getattr(model, "config", None)
-    name = cfg.get("model") if isinstance(cfg, Mapping) else getattr(cfg, "model", None)
-    return str(name) if name else type(model).__name__
 
 
 # -- options and state ------------------------------------------------------------------------------
@@ -301,19 +278,6 @@ def _summary(task: Any, model: Any) -> dict[str, Any]:
     }
 
 
-def checkpoint_meta(task: Any, model: Any, **extra: Any) -> dict[str, Any]:
-    """What a checkpoint's JSON holds besides ``extra``: the task, the model config and the vocabularies."""
-    meta = {"task": task.describe(), "config": model_config(model)}
-    vocab = {}
-    for side in ("src_vocab", "tgt_vocab", "vocab"):
-        v = getattr(task, side, None)
-        if v is not None and hasattr(v, "to_json"):
-            vocab[side] = v.to_json()
-    meta["vocab"] = vocab
-    meta.update(extra)
-    return meta
-
-
 # -- one run ----------------------------------------------------------------------------------------
 @dataclass
 class _Run:
@@ -515,6 +479,7 @@ def train(
     resume: bool = False,
     force: bool = False,
     fsdp: bool = False,
+    context_parallel: int = 1,
     final_eval: bool = True,
     progress: Optional[bool] = None,
     callback: Optional[Callable[[int, dict[str, float]], None]] = None,
@@ -534,9 +499,11 @@ def train(
     with the options saved there (options given win; ``steps`` extends the run on its saved
     schedule). ``stop_at`` ends training once the validation metric reaches it.
     ``callback(step, metrics)`` runs after every step (tests use it to interrupt). Under torchrun: DDP
-    (``fsdp``: FSDP2), ``batch_size`` the global batch (:mod:`attnkit.train.distributed`).
+    (``fsdp``: FSDP2), ``batch_size`` the global batch (:mod:`attnkit.train.distributed`);
+    ``context_parallel=C``: groups of C ranks share every sequence (:mod:`attnkit.train.context_parallel`).
     """
     dist = current(device, fsdp=fsdp)  # torchrun: the process group (train.distributed); else one process
+    enable_context_parallel(dist, context_parallel, model=model, task=task)  # checks, then the ring's groups
     dev = dist.place(resolve_device(device))
     out = dist.broadcast(Path(out_dir) if out_dir is not None else None)  # rank 0 names the run directory
     if resume and out is None:

@@ -26,7 +26,7 @@ import torch
 
 from ..core.optional import MissingExtra
 from ..viz import alignment_figure, alignment_grid, curves_figure, heads_figure, plot_heads_grid, read_history, style
-from .loop import model_config, model_name
+from .meta import model_config, model_name
 
 __all__ = ["write_report", "metric_rows", "REPORT", "NOT_METRICS"]
 
