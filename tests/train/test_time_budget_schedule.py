@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 
@@ -33,6 +35,10 @@ def test_the_loop_passes_the_spent_fraction_of_a_time_budget(budget, monkeypatch
         return real(step, **kw)
 
     monkeypatch.setattr(loop, "lr_at", spy)
+    # the loop's clock advances 20 ms a reading, not with the machine: the 0.6 s budget is the same
+    # number of steps however busy the cores are (it was one step, and a failure, under load)
+    clock = iter(range(10**6))
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=lambda: next(clock) * 0.02))
     task = get_task("reverse", train=96, valid=8, test=8, min_len=2, max_len=4)
     torch.manual_seed(0)
     model = build_model(model_config_for_task("seq2seq", task, hidden_dim=16, embed_dim=8))
