@@ -53,7 +53,8 @@ class Retina(nn.Module):
     """Larochelle & Hinton's fovea: ``scales`` square patches centred on ``loc``, of sides ``patch_size · 2^i``,
     each average-pooled down to ``patch_size``; outside the image is black. No parameters.
 
-    ``forward(x (B, C, S, S), loc (B, 2)) -> (B, k, C, p, p)``, one ``F.grid_sample`` per scale for the batch.
+    ``forward(x (B, C, S, S), loc (B, 2)) -> (B, k, C, p, p)``: one ``F.grid_sample`` for every scale and the
+    whole batch (the sampling points of all k patches side by side), then each patch's f x f blocks averaged.
     """
 
     def __init__(self, image_size: int, patch_size: int, scales: int) -> None:
@@ -72,22 +73,29 @@ class Retina(nn.Module):
                              f"{image_size // 2 ** (scales - 1) or 1}, or a larger canvas")
         self.image_size, self.patch_size, self.scales = image_size, patch_size, scales
         self.sizes = [patch_size * 2 ** i for i in range(scales)]
+        offsets = []
+        for size in self.sizes:  # the sampling points of each patch around its centre, row-major
+            offs = (torch.arange(size, dtype=torch.float32) - (size - 1) / 2) * (2 / image_size)  # (s,)
+            gy, gx = torch.meshgrid(offs, offs, indexing="ij")
+            offsets.append(torch.stack([gx, gy], -1).view(size * size, 2))  # (s², 2) as (x, y)
+        self.register_buffer("offsets", torch.cat(offsets), persistent=False)  # (Σs², 2)
 
     def forward(self, x: Tensor, loc: Tensor) -> Tensor:
-        B, S = x.shape[0], self.image_size
+        B = x.shape[0]
         if not isinstance(loc, Tensor) or loc.shape != (B, 2):
             got = tuple(loc.shape) if isinstance(loc, Tensor) else type(loc).__name__
             raise ValueError(f"loc must be (B, 2) = ({B}, 2) locations (x, y) in [-1, 1], got {got}")
         if not bool(torch.isfinite(loc).all()) or float(loc.abs().max()) > 1 + 1e-6:
             raise ValueError("loc must lie in [-1, 1] (the glimpse's centre inside the canvas); clamp it, "
                              f"got values up to {float(loc.abs().max()):.3g}")
+        C, p = x.shape[1], self.patch_size
+        grid = loc.to(x.dtype).view(B, 1, 1, 2) + self.offsets.to(x.dtype).view(1, 1, -1, 2)  # (B, 1, Σs², 2)
+        flat = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # (B, C, 1, Σs²)
         out = []
-        for size in self.sizes:
-            offs = (torch.arange(size, device=x.device, dtype=x.dtype) - (size - 1) / 2) * (2 / S)  # (s,)
-            gy, gx = torch.meshgrid(offs, offs, indexing="ij")
-            grid = torch.stack([gx, gy], -1).unsqueeze(0) + loc.to(x.dtype).view(B, 1, 1, 2)  # (B, s, s, 2)
-            patch = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # (B, C, s, s)
-            out.append(F.avg_pool2d(patch, size // self.patch_size) if size > self.patch_size else patch)
+        for size, patch in zip(self.sizes, flat.split([s * s for s in self.sizes], dim=3)):
+            f = size // p
+            patch = patch.reshape(B, C, p, f, p, f)  # (B, C, p, f, p, f): each output pixel's f x f block
+            out.append(patch.mean((3, 5)))  # (B, C, p, p)
         return torch.stack(out, 1)  # (B, k, C, p, p)
 
 
@@ -118,6 +126,7 @@ class RAMConfig(_ImageConfig):
     cell: str = "lstm"
     policy: str = "learned"
     reinforce_weight: float = 1.0
+    detach_policy: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -182,7 +191,7 @@ class RAM(nn.Module):
         if self.config.policy == "random":
             u = torch.rand(h.shape[0], 2, generator=generator, device=h.device, dtype=h.dtype)
             return 2 * u - 1, None
-        mu = torch.tanh(self.locator(h.detach()))  # (B, 2): the policy reads h_t without a gradient into it
+        mu = torch.tanh(self.locator(h.detach() if self.config.detach_policy else h))  # (B, 2)
         if not self.training:
             return mu.detach(), None
         std = self.config.location_std
