@@ -12,9 +12,13 @@ At each of T glimpses the model looks at a small part of the image and decides w
 Hard attention is not differentiable: the classifier, core and glimpse network learn by
 cross-entropy, the location network by REINFORCE (Williams 1992) with reward R = 1 for the right
 class: ``∇ ≈ Σ_t (R - b_t) ∇ log π(l_{t+1} | h_t)``; the baseline b_t is fit by ``(R - b_t)²``. The
-policy and the baseline read ``h_t`` detached and the drawn locations are detached, so the only
-gradient the location network gets is REINFORCE's, and REINFORCE trains nothing else. The first
-glimpse is at the centre; at evaluation the policy takes its mean ``tanh(W_μ h_t)``.
+drawn locations are detached (no gradient flows from a glimpse back into where it was taken) and the
+baseline reads ``h_t`` detached. With ``detach_policy`` (the default) the policy reads ``h_t`` detached
+too, so the only gradient the location network gets is REINFORCE's and REINFORCE trains nothing else;
+``detach_policy=False`` is the paper's formulation, where REINFORCE's gradient also trains the core and
+the glimpse network (on these canvases it disturbs the classifier more than it helps the policy:
+benchmarks/RESULTS.md). The first glimpse is at the centre; at evaluation the policy takes its mean
+``tanh(W_μ h_t)``.
 ``policy="random"`` is the paper's "random glimpses" baseline: every later location uniform on the image.
 
 Locations are (x, y) in [-1, 1]² (``F.grid_sample``'s convention: -1 = the left / top edge of the
@@ -112,7 +116,8 @@ class RAMConfig(_ImageConfig):
     (in units of half the image side); ``glimpse_dim`` the units of the "what" and "where" layers;
     ``hidden_dim`` D of the glimpse vector and the core; ``cell`` ``lstm`` or ``rnn`` (ReLU, the paper's
     core for MNIST); ``policy`` ``learned`` or ``random`` (the baseline); ``reinforce_weight`` scales the
-    REINFORCE and baseline terms against the cross-entropy."""
+    REINFORCE and baseline terms against the cross-entropy; ``detach_policy`` keeps REINFORCE's gradient
+    in the location network (False: it reaches the core and the glimpse network, as in the paper)."""
 
     model = "ram"
 
@@ -142,6 +147,8 @@ class RAMConfig(_ImageConfig):
                              f"baseline), got {self.policy!r}")
         if not isinstance(self.reinforce_weight, (int, float)) or self.reinforce_weight < 0:
             raise ValueError(f"reinforce_weight must be >= 0, got {self.reinforce_weight!r}")
+        if not isinstance(self.detach_policy, bool):
+            raise TypeError(f"detach_policy must be True or False, got {self.detach_policy!r}")
 
 
 @register_model("ram", "recurrent-attention")
