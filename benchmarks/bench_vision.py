@@ -10,12 +10,13 @@
    connected net and the CNN. Targets: >= 90 %; random-glimpse error >= 2x RAM's; RAM ahead of FC.
 
 Every run trains with the options of ``attnkit.presets`` for its (task, model) (what ``attnkit
-train TASK --model M`` does), so the budget is the presets table's; each row records its wall time,
+train TASK --model M`` does), so the budget is the presets table's (the canvases: 8 minutes of wall time
+each); ``--jobs 2 --threads 1`` trains two rows at a time on the 2 cores; each row records its wall time,
 training steps and ``os.getloadavg()`` before and after. The peer of a learning result is its
 baseline in the same budget: each table prints the ratio of errors beside it.
 
     .venv/bin/python benchmarks/bench_vision.py --table cnn
-    .venv/bin/python benchmarks/bench_vision.py --table translated --threads 1
+    .venv/bin/python benchmarks/bench_vision.py --table translated --table cluttered --jobs 2 --threads 1
     .venv/bin/python benchmarks/bench_vision.py --table cluttered --steps 50      # a smoke run
 """
 

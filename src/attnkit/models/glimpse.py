@@ -93,7 +93,7 @@ class Retina(nn.Module):
             raise ValueError("loc must lie in [-1, 1] (the glimpse's centre inside the canvas); clamp it, "
                              f"got values up to {float(loc.abs().max()):.3g}")
         C, p = x.shape[1], self.patch_size
-        grid = loc.to(x.dtype).view(B, 1, 1, 2) + self.offsets.to(x.dtype).view(1, 1, -1, 2)  # (B, 1, Σs², 2)
+        grid = loc.to(x.dtype).view(B, 1, 1, 2) + self.offsets.to(x.device, x.dtype).view(1, 1, -1, 2)  # (B, 1, Σs², 2)
         flat = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # (B, C, 1, Σs²)
         out = []
         for size, patch in zip(self.sizes, flat.split([s * s for s in self.sizes], dim=3)):
