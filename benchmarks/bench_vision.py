@@ -10,12 +10,13 @@
    connected net and the CNN. Targets: >= 90 %; random-glimpse error >= 2x RAM's; RAM ahead of FC.
 
 Every run trains with the options of ``attnkit.presets`` for its (task, model) (what ``attnkit
-train TASK --model M`` does), so the budget is the presets table's; each row records its wall time,
+train TASK --model M`` does), so the budget is the presets table's (the canvases: 8 minutes of wall time
+each); ``--jobs 2 --threads 1`` trains two rows at a time on the 2 cores; each row records its wall time,
 training steps and ``os.getloadavg()`` before and after. The peer of a learning result is its
 baseline in the same budget: each table prints the ratio of errors beside it.
 
     .venv/bin/python benchmarks/bench_vision.py --table cnn
-    .venv/bin/python benchmarks/bench_vision.py --table translated --threads 1
+    .venv/bin/python benchmarks/bench_vision.py --table translated --table cluttered --jobs 2 --threads 1
     .venv/bin/python benchmarks/bench_vision.py --table cluttered --steps 50      # a smoke run
 """
 
@@ -23,8 +24,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +42,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 RUNS: Path | None = None  # --runs: keep every run directory there (for `attnkit predict RUN_DIR --plot`)
+THREADS = 2  # --threads: torch threads of each training
+MINUTES: float | None = None  # --minutes: every training's wall-time budget instead of the presets'
 
 
-def run_one(task_name: str, model: str, *, seed: int = 0, steps: int | None = None, attention: str | None = None,
-            label: str, **fields: Any) -> dict[str, Any]:
+def run_one(task_name: str, model: str, *, seed: int = 0, steps: int | None = None, minutes: float | None = None,
+            attention: str | None = None, label: str, **fields: Any) -> dict[str, Any]:
     """Train (task, model) with the presets' options (``fields`` override model fields); the test metrics."""
     task = get_task(task_name, seed=seed)
     opts = {**model_options(task.name, model, attention=attention), **fields}
@@ -54,7 +59,8 @@ def run_one(task_name: str, model: str, *, seed: int = 0, steps: int | None = No
     if RUNS is not None:
         slug = "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")
         out_dir = RUNS / f"{task_name}-{slug}-s{seed}"
-    res = train(task, net, seed=seed, steps=steps, progress=False, out_dir=out_dir, force=out_dir is not None)
+    res = train(task, net, seed=seed, steps=steps, minutes=minutes, progress=False, out_dir=out_dir,
+                force=out_dir is not None)
     wall = time.perf_counter() - t0
     row = {"label": label, "task": task_name, "model": model, "seed": seed, "accuracy": res["accuracy"],
            "error": 1 - res["accuracy"], "valid_accuracy": res["valid_accuracy"], "parameters": res["parameters"],
@@ -82,22 +88,44 @@ def table_cnn(steps: int | None, seeds: list[int], attentions: list[str]) -> dic
     return {"rows": rows, "summary": summary}
 
 
-def _baselines(task: str, steps: int | None, which: list[str]) -> list[dict[str, Any]]:
-    runs = {"random": lambda: run_one(task, "ram", policy="random", steps=steps, label="RAM, random glimpses (6)"),
-            "mlp": lambda: run_one(task, "mlp", steps=steps, label="fully connected"),
-            "cnn": lambda: run_one(task, "cnn", steps=steps, label="CNN (no attention)")}
-    return [runs[w]() for w in ("random", "mlp", "cnn") if w in which]
-
-
-def table_translated(steps: int | None, glimpses: list[int], which: list[str]) -> dict[str, Any]:
-    rows = [run_one("translated-digits", "ram", glimpses=g, steps=steps, label=f"RAM, {g} glimpses")
+def _rows(task: str, which: list[str], glimpses: list[int]) -> list[dict[str, Any]]:
+    """The runs of one table, in its order: RAM at each glimpse count, then the same-budget baselines."""
+    rows = [{"task_name": task, "model": "ram", "glimpses": g, "label": f"RAM, {g} glimpses"}
             for g in (glimpses if "ram" in which else [])]
-    rows += _baselines("translated-digits", steps, which)
+    base = {"random": {"model": "ram", "policy": "random", "label": "RAM, random glimpses (6)"},
+            "mlp": {"model": "mlp", "label": "fully connected"},
+            "cnn": {"model": "cnn", "label": "CNN (no attention)"}}
+    return rows + [{"task_name": task, **base[w]} for w in ("random", "mlp", "cnn") if w in which]
+
+
+def _run_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    torch.set_num_threads(THREADS)
+    return run_one(**spec)
+
+
+def run_all(specs: list[dict[str, Any]], steps: int | None, jobs: int) -> list[dict[str, Any]]:
+    """Every spec trained, ``jobs`` at a time (each in its own process with ``--threads`` threads)."""
+    specs = [{**s, "steps": steps, "minutes": MINUTES} for s in specs]
+    if jobs <= 1:
+        return [_run_spec(s) for s in specs]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                             initargs=(THREADS, RUNS)) as pool:
+        return list(pool.map(_run_spec, specs))
+
+
+def _init_worker(threads: int, runs: Path | None) -> None:
+    global THREADS, RUNS
+    THREADS, RUNS = threads, runs  # the spawned process starts from the module's defaults
+
+
+def table_translated(steps: int | None, glimpses: list[int], which: list[str], jobs: int = 1) -> dict[str, Any]:
+    rows = run_all(_rows("translated-digits", which, glimpses), steps, jobs)
     if not rows or "ram" not in which:  # a part of the table (the rows run in separate processes)
         if rows:
             _print(rows, reference=rows[0])
         return {"rows": rows}
-    ram = [r for r in rows if r["label"].endswith("glimpses") and "random" not in r["label"]]
+    ram = [r for r in rows if r["model"] == "ram" and r["config"]["policy"] == "learned"]
     falling = all(a["error"] >= b["error"] for a, b in zip(ram, ram[1:]))
     best6 = max((r["accuracy"] for r in ram if r["config"]["glimpses"] <= 6), default=0.0)
     _print(rows, reference=next((r for r in ram if r["config"]["glimpses"] == 6), ram[-1]))
@@ -107,9 +135,8 @@ def table_translated(steps: int | None, glimpses: list[int], which: list[str]) -
                                       "error_falls": falling}}
 
 
-def table_cluttered(steps: int | None, which: list[str]) -> dict[str, Any]:
-    rows = [run_one("cluttered-digits", "ram", steps=steps, label="RAM, 6 glimpses")] if "ram" in which else []
-    rows += _baselines("cluttered-digits", steps, which)
+def table_cluttered(steps: int | None, which: list[str], jobs: int = 1) -> dict[str, Any]:
+    rows = run_all(_rows("cluttered-digits", which, [6]), steps, jobs)
     if len(rows) < 4:  # a part of the table
         if rows:
             _print(rows, reference=rows[0])
@@ -139,30 +166,36 @@ def main() -> None:
     ap.add_argument("--table", choices=("cnn", "translated", "cluttered"), action="append",
                     help="which table (repeatable; default all three)")
     ap.add_argument("--steps", type=int, help="override every run's step budget (default: the presets')")
+    ap.add_argument("--minutes", type=float, help="override every run's wall-time budget (default: the presets')")
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the CNN table")
     ap.add_argument("--attention", default="none,se,spatial,cbam", help="block attentions of the CNN table")
     ap.add_argument("--glimpses", default="2,4,6,8", help="glimpse counts of the translated table")
     ap.add_argument("--rows", default="ram,random,mlp,cnn",
                     help="rows of the translated / cluttered tables: ram (every --glimpses), random, mlp, cnn")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of each training")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="trainings at a time, each in its own process (2 with --threads 1 shares 2 cores)")
     ap.add_argument("--out", help="JSON path (default benchmarks/results/vision_<tables>.json)")
     ap.add_argument("--runs", help="keep the run directories under this folder")
     args = ap.parse_args()
-    global RUNS
+    global RUNS, THREADS, MINUTES
     RUNS = Path(args.runs) if args.runs else None
+    THREADS, MINUTES = args.threads, args.minutes
     torch.set_num_threads(args.threads)
     tables = args.table or ["cnn", "translated", "cluttered"]
     out: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": args.threads,
-                           "cpus": os.cpu_count(), "torch": torch.__version__, "load_start": os.getloadavg()}
+                           "jobs": args.jobs, "cpus": os.cpu_count(), "torch": torch.__version__,
+                           "load_start": os.getloadavg()}
     t0 = time.perf_counter()
     for t in tables:
         print(f"== {t} ==", flush=True)
         if t == "cnn":
             out[t] = table_cnn(args.steps, [int(s) for s in args.seeds.split(",")], args.attention.split(","))
         elif t == "translated":
-            out[t] = table_translated(args.steps, [int(g) for g in args.glimpses.split(",")], args.rows.split(","))
+            out[t] = table_translated(args.steps, [int(g) for g in args.glimpses.split(",")], args.rows.split(","),
+                                      args.jobs)
         else:
-            out[t] = table_cluttered(args.steps, args.rows.split(","))
+            out[t] = table_cluttered(args.steps, args.rows.split(","), args.jobs)
     out["wall_seconds"] = round(time.perf_counter() - t0, 1)
     out["load_end"] = os.getloadavg()
     path = Path(args.out) if args.out else RESULTS / f"vision_{'_'.join(tables)}.json"

@@ -12,9 +12,13 @@ At each of T glimpses the model looks at a small part of the image and decides w
 Hard attention is not differentiable: the classifier, core and glimpse network learn by
 cross-entropy, the location network by REINFORCE (Williams 1992) with reward R = 1 for the right
 class: ``∇ ≈ Σ_t (R - b_t) ∇ log π(l_{t+1} | h_t)``; the baseline b_t is fit by ``(R - b_t)²``. The
-policy and the baseline read ``h_t`` detached and the drawn locations are detached, so the only
-gradient the location network gets is REINFORCE's, and REINFORCE trains nothing else. The first
-glimpse is at the centre; at evaluation the policy takes its mean ``tanh(W_μ h_t)``.
+drawn locations are detached (no gradient flows from a glimpse back into where it was taken) and the
+baseline reads ``h_t`` detached. With ``detach_policy`` (the default) the policy reads ``h_t`` detached
+too, so the only gradient the location network gets is REINFORCE's and REINFORCE trains nothing else;
+``detach_policy=False`` is the paper's formulation, where REINFORCE's gradient also trains the core and
+the glimpse network (on these canvases it disturbs the classifier more than it helps the policy:
+benchmarks/RESULTS.md). The first glimpse is at the centre; at evaluation the policy takes its mean
+``tanh(W_μ h_t)``.
 ``policy="random"`` is the paper's "random glimpses" baseline: every later location uniform on the image.
 
 Locations are (x, y) in [-1, 1]² (``F.grid_sample``'s convention: -1 = the left / top edge of the
@@ -53,7 +57,8 @@ class Retina(nn.Module):
     """Larochelle & Hinton's fovea: ``scales`` square patches centred on ``loc``, of sides ``patch_size · 2^i``,
     each average-pooled down to ``patch_size``; outside the image is black. No parameters.
 
-    ``forward(x (B, C, S, S), loc (B, 2)) -> (B, k, C, p, p)``, one ``F.grid_sample`` per scale for the batch.
+    ``forward(x (B, C, S, S), loc (B, 2)) -> (B, k, C, p, p)``: one ``F.grid_sample`` for every scale and the
+    whole batch (the sampling points of all k patches side by side), then each patch's f x f blocks averaged.
     """
 
     def __init__(self, image_size: int, patch_size: int, scales: int) -> None:
@@ -72,22 +77,29 @@ class Retina(nn.Module):
                              f"{image_size // 2 ** (scales - 1) or 1}, or a larger canvas")
         self.image_size, self.patch_size, self.scales = image_size, patch_size, scales
         self.sizes = [patch_size * 2 ** i for i in range(scales)]
+        offsets = []
+        for size in self.sizes:  # the sampling points of each patch around its centre, row-major
+            offs = (torch.arange(size, dtype=torch.float32) - (size - 1) / 2) * (2 / image_size)  # (s,)
+            gy, gx = torch.meshgrid(offs, offs, indexing="ij")
+            offsets.append(torch.stack([gx, gy], -1).view(size * size, 2))  # (s², 2) as (x, y)
+        self.register_buffer("offsets", torch.cat(offsets), persistent=False)  # (Σs², 2)
 
     def forward(self, x: Tensor, loc: Tensor) -> Tensor:
-        B, S = x.shape[0], self.image_size
+        B = x.shape[0]
         if not isinstance(loc, Tensor) or loc.shape != (B, 2):
             got = tuple(loc.shape) if isinstance(loc, Tensor) else type(loc).__name__
             raise ValueError(f"loc must be (B, 2) = ({B}, 2) locations (x, y) in [-1, 1], got {got}")
         if not bool(torch.isfinite(loc).all()) or float(loc.abs().max()) > 1 + 1e-6:
             raise ValueError("loc must lie in [-1, 1] (the glimpse's centre inside the canvas); clamp it, "
                              f"got values up to {float(loc.abs().max()):.3g}")
+        C, p = x.shape[1], self.patch_size
+        grid = loc.to(x.dtype).view(B, 1, 1, 2) + self.offsets.to(x.device, x.dtype).view(1, 1, -1, 2)  # (B, 1, Σs², 2)
+        flat = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # (B, C, 1, Σs²)
         out = []
-        for size in self.sizes:
-            offs = (torch.arange(size, device=x.device, dtype=x.dtype) - (size - 1) / 2) * (2 / S)  # (s,)
-            gy, gx = torch.meshgrid(offs, offs, indexing="ij")
-            grid = torch.stack([gx, gy], -1).unsqueeze(0) + loc.to(x.dtype).view(B, 1, 1, 2)  # (B, s, s, 2)
-            patch = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # (B, C, s, s)
-            out.append(F.avg_pool2d(patch, size // self.patch_size) if size > self.patch_size else patch)
+        for size, patch in zip(self.sizes, flat.split([s * s for s in self.sizes], dim=3)):
+            f = size // p
+            patch = patch.reshape(B, C, p, f, p, f)  # (B, C, p, f, p, f): each output pixel's f x f block
+            out.append(patch.mean((3, 5)))  # (B, C, p, p)
         return torch.stack(out, 1)  # (B, k, C, p, p)
 
 
@@ -104,7 +116,8 @@ class RAMConfig(_ImageConfig):
     (in units of half the image side); ``glimpse_dim`` the units of the "what" and "where" layers;
     ``hidden_dim`` D of the glimpse vector and the core; ``cell`` ``lstm`` or ``rnn`` (ReLU, the paper's
     core for MNIST); ``policy`` ``learned`` or ``random`` (the baseline); ``reinforce_weight`` scales the
-    REINFORCE and baseline terms against the cross-entropy."""
+    REINFORCE and baseline terms against the cross-entropy; ``detach_policy`` keeps REINFORCE's gradient
+    in the location network (False: it reaches the core and the glimpse network, as in the paper)."""
 
     model = "ram"
 
@@ -118,6 +131,7 @@ class RAMConfig(_ImageConfig):
     cell: str = "lstm"
     policy: str = "learned"
     reinforce_weight: float = 1.0
+    detach_policy: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -133,6 +147,8 @@ class RAMConfig(_ImageConfig):
                              f"baseline), got {self.policy!r}")
         if not isinstance(self.reinforce_weight, (int, float)) or self.reinforce_weight < 0:
             raise ValueError(f"reinforce_weight must be >= 0, got {self.reinforce_weight!r}")
+        if not isinstance(self.detach_policy, bool):
+            raise TypeError(f"detach_policy must be True or False, got {self.detach_policy!r}")
 
 
 @register_model("ram", "recurrent-attention")
@@ -182,7 +198,7 @@ class RAM(nn.Module):
         if self.config.policy == "random":
             u = torch.rand(h.shape[0], 2, generator=generator, device=h.device, dtype=h.dtype)
             return 2 * u - 1, None
-        mu = torch.tanh(self.locator(h.detach()))  # (B, 2): the policy reads h_t without a gradient into it
+        mu = torch.tanh(self.locator(h.detach() if self.config.detach_policy else h))  # (B, 2)
         if not self.training:
             return mu.detach(), None
         std = self.config.location_std
