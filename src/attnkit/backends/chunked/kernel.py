@@ -49,27 +49,19 @@ from ..tiles import TileScorer, blocks, exp_safe_lse, work_dtype
 from ..weights import materialise_weights
 from .workers import run_split, worker_count
 
-__all__ = ["chunked_attention", "auto_blocks", "TILE_ELEMENTS", "FUSED_PAIRS", "FUSED_KEYS", "COMPILE_MIN_WORK",
-           "BLOCKS_PER_WORKER", "FUSED_BLOCKS_PER_WORKER"]
+__all__ = ["chunked_attention", "auto_blocks", "TILE_ELEMENTS", "FUSED_PAIRS", "COMPILE_MIN_WORK", "BLOCKS_PER_WORKER"]
 
 #: elements of the (B, H, block_q, block_k, D) pairwise intermediate one tile may hold.
 TILE_ELEMENTS = 1 << 21
 #: pairs (B·H·block_q·block_k) of one compiled additive tile, whose (.., D) intermediate
-#: stays in registers: only the (B, H, block_q, block_k) scores are held (8 MiB in float32, a few
-#: of them per worker). Large, so that each worker makes few calls: every call is a trip through
-#: Python and the GIL, and under a background load a worker waiting for the GIL waits for a core.
-FUSED_PAIRS = 1 << 21
-#: keys of one compiled additive tile (at most; fewer when B·H is large)
-FUSED_KEYS = 1024
+#: stays in registers: only the (B, H, block_q, block_k) scores are held (2 MiB).
+FUSED_PAIRS = 1 << 19
 #: compile="auto" compiles the additive tiles when B·H·L·S·D reaches this (compilation
 #: takes seconds once per shape; below this the eager tiles finish sooner).
 COMPILE_MIN_WORK = 1 << 27
-#: the additive tiles run on torch's threads as workers (:mod:`.workers`), each taking whole query
-#: blocks single-threaded; query blocks are made small enough that each worker gets at least this many
-#: (eager tiles, and causal calls, whose blocks cost more the further down they are)...
+#: the eager additive tiles run on torch's threads as workers (:mod:`.workers`), each taking whole query
+#: blocks single-threaded; query blocks are made small enough that each worker gets at least this many.
 BLOCKS_PER_WORKER = 4
-#: ...and this many for the compiled tiles of a non-causal call (equal blocks: one each balances them)
-FUSED_BLOCKS_PER_WORKER = 1
 
 
 def auto_blocks(B: int, H: int, L: int, S: int, pair_features: int) -> tuple[int, int]:
@@ -360,15 +352,14 @@ def chunked_attention(
         work_size = spec.B * spec.H * spec.L * spec.S * qp.shape[-1]
         use = compile is True or (compile == "auto" and work_size >= COMPILE_MIN_WORK)
         if use and not (block_q or block_k):  # fused tiles: size by the scores, not the (.., D) tile
-            tile_k = max(1, min(spec.S, FUSED_KEYS, FUSED_PAIRS // max(1, spec.B * spec.H * 16)))
+            tile_k = min(spec.S, 256)
             tile_q = max(16, min(spec.L, FUSED_PAIRS // max(1, spec.B * spec.H * tile_k)))
         # tiles run on the workers, whole query blocks each, instead of every small op split over threads:
         # ATen ops release the GIL, and the compiled tiles are built single-threaded with inductor's C++
         # wrapper, whose call releases it too (additive_tiles.COMPILED), so the workers run side by side
         workers = worker_count()
         if workers > 1 and not block_q:  # enough query blocks to deal round robin
-            per = FUSED_BLOCKS_PER_WORKER if use and not spec.causal else BLOCKS_PER_WORKER
-            tile_q = max(16, min(tile_q, -(-spec.L // (per * workers))))
+            tile_q = max(16, min(tile_q, -(-spec.L // (BLOCKS_PER_WORKER * workers))))
         workers = min(workers, -(-spec.L // tile_q)) if spec.L else 1
         additive = additive_tiles(qp, kp, compiled=use, threads=1 if workers > 1 else None)
     scorer = TileScorer(spec, additive.pairwise if additive is not None else None)
