@@ -1,3 +1,4 @@
+# ruff: noqa: I001
 """The fused additive kernel's lead over the naive formula, on a quiet machine and under a fixed load.
 
 ``attnkit bench --suite additive --sizes 1024 --paired`` compares ``attention(score="additive")``
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import attnkit  # noqa: F401  (before torch, as `attnkit bench` does: it sets OMP_WAIT_POLICY before OpenMP loads)
 import torch
 
 from attnkit.bench import suites
@@ -76,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     fns = {"attnkit_additive": suites.build_step({**cfg, "impl": "attnkit_additive"}),
            "naive_eager": suites.build_step({**cfg, "impl": "naive_eager"})}
     print(f"# additive B=4 H=1 N={args.size} E=D=128 {args.mode}, {args.threads} threads, warm-up {args.warmup}, "
-          f"{args.repeats} alternating repeats; fixed load: {args.spinners} single-thread matmul loops")
+          f"{args.repeats} alternating repeats; fixed load: {args.spinners} single-thread matmul loops; "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     quiet = condition(fns, args.warmup, args.repeats)
     spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(args.spinners)]
     try:
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         for p in spinners:
             p.kill()
             p.wait()
-    result = {"config": vars(args) | {"out": str(args.out)}, "quiet": quiet, "loaded": loaded,
+    config = vars(args) | {"out": str(args.out), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    result = {"config": config, "quiet": quiet, "loaded": loaded,
               "lead_quiet": quiet["lead"], "lead_loaded": loaded["lead"],
               "retained": loaded["lead"] / quiet["lead"]}
     print(f"\n{'condition':10s} {'load avg (1 min)':>17s} " + " ".join(f"{n + ' ms':>22s}" for n in fns)

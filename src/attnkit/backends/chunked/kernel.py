@@ -49,7 +49,8 @@ from ..tiles import TileScorer, blocks, exp_safe_lse, work_dtype
 from ..weights import materialise_weights
 from .workers import run_split, worker_count
 
-__all__ = ["chunked_attention", "auto_blocks", "TILE_ELEMENTS", "FUSED_PAIRS", "COMPILE_MIN_WORK", "BLOCKS_PER_WORKER"]
+__all__ = ["chunked_attention", "auto_blocks", "TILE_ELEMENTS", "FUSED_PAIRS", "COMPILE_MIN_WORK", "BLOCKS_PER_WORKER",
+           "BACKWARD_GROUPS"]
 
 #: elements of the (B, H, block_q, block_k, D) pairwise intermediate one tile may hold.
 TILE_ELEMENTS = 1 << 21
@@ -62,6 +63,9 @@ COMPILE_MIN_WORK = 1 << 27
 #: the eager additive tiles run on torch's threads as workers (:mod:`.workers`), each taking whole query
 #: blocks single-threaded; query blocks are made small enough that each worker gets at least this many.
 BLOCKS_PER_WORKER = 4
+#: backward's query blocks form this many groups per worker, taken by the workers as they finish one; each
+#: group sums its own dK, dV (one (B, H, S, D) each), added in group order: the same numbers on every call
+BACKWARD_GROUPS = 2
 
 
 def auto_blocks(B: int, H: int, L: int, S: int, pair_features: int) -> tuple[int, int]:
@@ -103,8 +107,9 @@ def _forward(
     B, H, L, _ = qp.shape
     out = torch.empty(B, H, L, v.shape[-1], dtype=cfg.work, device=qp.device)
     lse = torch.empty(B, H, L, dtype=cfg.work, device=qp.device)
-    run_split(cfg.workers, list(blocks(L, cfg.block_q)),
-              lambda rows: _forward_rows(cfg, qp, kp, v, mask, params, out, lse, rows))
+    rows = list(blocks(L, cfg.block_q))  # each block writes its own rows: every block is a group
+    run_split(cfg.workers, rows, lambda share: _forward_rows(cfg, qp, kp, v, mask, params, out, lse, share),
+              groups=len(rows))
     return out, lse
 
 
@@ -176,7 +181,7 @@ def _backward(
         _backward_rows(cfg, qp, kp, v, mask, params, dout, D, lse_safe, needs, rows, dqp, part)
         return part
 
-    parts = run_split(cfg.workers, list(blocks(L, cfg.block_q)), rows_part)
+    parts = run_split(cfg.workers, list(blocks(L, cfg.block_q)), rows_part, groups=BACKWARD_GROUPS * cfg.workers)
     total = parts[0]
     for part in parts[1:]:
         total = [None if a is None else a + b for a, b in zip(total, part)]

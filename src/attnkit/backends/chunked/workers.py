@@ -103,13 +103,36 @@ def worker_count() -> int:
     return max(1, torch.get_num_threads())
 
 
-def run_split(workers: int, items: Sequence[T], fn: Callable[[Sequence[T]], R]) -> list[R]:
-    """``fn(items[w::workers])`` for each worker w, concurrently; the results in worker order.
+def run_split(
+    workers: int, items: Sequence[T], fn: Callable[[Sequence[T]], R], *, groups: int | None = None
+) -> list[R]:
+    """``fn(items[g::G])`` for each of G groups, on ``workers`` threads at once; the results in group order.
 
-    One worker (or one item) runs ``fn(items)`` in the calling thread, with its threads and grad mode.
+    G = ``groups`` (at least the worker count, at most ``len(items)``; None: one group per worker). The
+    groups are fixed by G alone and each result is returned at its group's place, so what is summed, and
+    in which order, does not depend on which worker ran a group: the workers take the next group as they
+    finish one, and a worker that a busy machine slows down takes fewer, instead of the others waiting
+    for it. One worker (or one item) runs ``fn(items)`` in the calling thread, with its threads and grad mode.
     """
     n = min(workers, len(items))
     if n <= 1:
         return [fn(items)]
-    shares = [items[w::n] for w in range(n)]
-    return _pool(n).run([lambda share=share: fn(share) for share in shares])
+    g = n if groups is None else max(n, min(groups, len(items)))
+    shares = [items[i::g] for i in range(g)]
+    if g == n:
+        return _pool(n).run([lambda share=share: fn(share) for share in shares])
+    results: list[Any] = [None] * g
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for i in range(g):
+        todo.put(i)
+
+    def take() -> None:
+        while True:
+            try:
+                i = todo.get_nowait()
+            except queue.Empty:
+                return
+            results[i] = fn(shares[i])
+
+    _pool(n).run([take] * n)
+    return results
