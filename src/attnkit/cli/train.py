@@ -108,16 +108,14 @@ def _worker_argv(args: argparse.Namespace, out: str | None) -> list[str]:
 def _launch(args: argparse.Namespace) -> int:
     """``--nproc N``: torchrun's elastic agent runs this command on N processes."""
     from ..train import default_run_dir, model_config, model_name
-    from ..train.context_parallel import check_context_parallel
+    from ..train.context_parallel import check_context_parallel, check_size, check_world
     from ..train.distributed import RankFailed, check_nproc, launch
     from ..train.sharded import transformer_layers
 
     check_nproc(args.nproc, args.device)
     cp = args.context_parallel
-    if cp is not None and not (isinstance(cp, int) and cp >= 1 and args.nproc % cp == 0):
-        divisors = [c for c in range(1, args.nproc + 1) if args.nproc % c == 0]
-        raise CliError(f"--context-parallel {cp}: C must divide --nproc {args.nproc} (the processes are data "
-                       f"shards x context-parallel groups of C); use one of {', '.join(map(str, divisors))}")
+    if cp is not None:  # before N processes start (every rank checks again)
+        check_world(check_size(cp), args.nproc)
     if args.resume:
         _refuse_fixed(args)
         out = args.resume

@@ -47,7 +47,8 @@ from ..distributed.layout import num_chunks
 from ..models.registry import MODELS
 from .distributed import DistContext, DistributedError
 
-__all__ = ["supporting_models", "check_context_parallel", "enable_context_parallel", "LAYOUT"]
+__all__ = ["supporting_models", "check_size", "check_context_parallel", "check_world", "enable_context_parallel",
+           "LAYOUT"]
 
 #: how sequences are cut: zigzag balances the causal work across the ranks of a group
 LAYOUT = "zigzag"
@@ -68,7 +69,8 @@ def _choices(values: list[int]) -> str:
     return ", ".join(map(str, values[:-1])) + (" or " if len(values) > 1 else "") + str(values[-1])
 
 
-def _check_size(size: Any) -> int:
+def check_size(size: Any) -> int:
+    """``size`` (C) as a positive int, or the error that names it."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise DistributedError(f"context_parallel must be a positive int (the processes that share every "
                                f"sequence), got {size!r}")
@@ -77,7 +79,7 @@ def _check_size(size: Any) -> int:
 
 def check_context_parallel(model: nn.Module, task: Any, size: Any) -> int:
     """``size`` (C) checked against the model and the task's sequences; no process group needed."""
-    size = _check_size(size)
+    size = check_size(size)
     if size == 1:
         return size
     if not getattr(model, "supports_context_parallel", False):
@@ -96,6 +98,16 @@ def check_context_parallel(model: nn.Module, task: Any, size: Any) -> int:
     return size
 
 
+def check_world(size: int, world: int) -> None:
+    """``size`` (C) divides the ``world`` processes into data shards of C; the check needs no process group
+    (the CLI runs it for ``--nproc`` before any process starts, every rank again in :func:`enable_context_parallel`)."""
+    if world % size:
+        divisors = [c for c in range(1, world + 1) if world % c == 0]
+        raise DistributedError(f"context_parallel={size} does not divide the {world} processes (the world is "
+                               f"data shards x context_parallel); use context_parallel={_choices(divisors)} or "
+                               f"nproc={world + (-world) % size}")
+
+
 def enable_context_parallel(ctx: DistContext, size: Any, *, model: nn.Module, task: Any) -> DistContext:
     """Make ``ctx`` split every sequence of its rows across groups of ``size`` consecutive ranks.
 
@@ -110,11 +122,7 @@ def enable_context_parallel(ctx: DistContext, size: Any, *, model: nn.Module, ta
     if not ctx.active:
         raise DistributedError(f"context_parallel={size} splits every sequence across {size} processes, and this "
                                f"is one process; start the run with {_LAUNCH}")
-    if ctx.world % size:
-        divisors = [c for c in range(1, ctx.world + 1) if ctx.world % c == 0]
-        raise DistributedError(f"context_parallel={size} does not divide the {ctx.world} processes (the world is "
-                               f"data shards x context_parallel); use context_parallel={_choices(divisors)} or "
-                               f"nproc={ctx.world + (-ctx.world) % size}")
+    check_world(size, ctx.world)
     if ctx.group is not None:
         raise DistributedError("context_parallel makes its own process groups; the context's data-parallel group "
                                "was set by the caller: leave DistContext.group None")

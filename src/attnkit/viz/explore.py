@@ -27,7 +27,6 @@ spatial attention maps over the image and its channel weights per block.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import html as html_lib
 import json
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .explore_images import BlockMaps, GlimpsePath, ImageAttention, image_payload
+from .explore_images import BlockMaps, GlimpsePath, ImageAttention, b64, image_payload
 
 __all__ = ["AttentionLayer", "ExplorerData", "Explorer", "explore", "encode_weights", "decode_weights", "LOG_RANGE",
            "bertviz_json_bytes", "ImageAttention", "GlimpsePath", "BlockMaps"]
@@ -120,10 +119,6 @@ def decode_weights(codes: np.ndarray) -> np.ndarray:
     return np.where(c > 0, np.exp(-LOG_RANGE * (255.0 - c) / 254.0), 0.0).astype(np.float32)
 
 
-def _b64(a: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes()).decode("ascii")
-
-
 def bertviz_json_bytes(weights: Tensor | Sequence[Tensor], tokens: Sequence[str]) -> int:
     """Bytes of bertviz's head-view JSON for the same attention (Vig 2019): ``json.dumps`` of
     ``{"attention": {"all": {"attn": attn.tolist(), "left_text": tokens, "right_text": tokens}},
@@ -180,15 +175,15 @@ def _layer_payload(i: int, layer: AttentionLayer, data: ExplorerData, top_k: Opt
                  "heads": [str(h) for h in (layer.heads or [f"head {h}" for h in range(H)])]}
     if top_k is not None and top_k < S:
         top, idx = w.topk(top_k, dim=-1)  # (B, H, L, k)
-        out.update(enc="topk", k=top_k, w=_b64(encode_weights(top)),
-                   idx=_b64(idx.numpy().astype(np.uint16 if S <= 65535 else np.uint32)),
+        out.update(enc="topk", k=top_k, w=b64(encode_weights(top)),
+                   idx=b64(idx.numpy().astype(np.uint16 if S <= 65535 else np.uint32)),
                    idx_bytes=2 if S <= 65535 else 4)
     else:
-        out.update(enc="dense", w=_b64(encode_weights(w)))
-    out["lse"] = _b64(layer.lse.detach().float().cpu().numpy()) if layer.lse is not None else None
+        out.update(enc="dense", w=b64(encode_weights(w)))
+    out["lse"] = b64(layer.lse.detach().float().cpu().numpy()) if layer.lse is not None else None
     if values and layer.values is not None:
         v = layer.values.detach().float().cpu()
-        out.update(values=_b64(v.numpy().astype(np.float16)), Ev=int(v.shape[-1]))
+        out.update(values=b64(v.numpy().astype(np.float16)), Ev=int(v.shape[-1]))
     else:
         out.update(values=None, Ev=0)
     return out
@@ -211,7 +206,7 @@ def _saliency_payload(data: ExplorerData) -> Optional[dict]:
     if not bool(torch.isfinite(sf).all()):
         raise ValueError("saliency holds NaN or inf; check the gradient of the chosen output")
     return {"over": data.saliency_over, "R": R, "N": N, "rows": [[str(x) for x in r] for r in rows],
-            "label": data.saliency_label, "data": _b64(sf.numpy())}
+            "label": data.saliency_label, "data": b64(sf.numpy())}
 
 
 def _asset(name: str) -> str:

@@ -82,17 +82,18 @@ class ImageAttention:
         return int(self.images.shape[0]) if isinstance(self.images, Tensor) and self.images.dim() >= 1 else 0
 
 
-def _b64(a: np.ndarray) -> str:
+def b64(a: np.ndarray) -> str:
+    """``a``'s bytes, little-endian, as base64 text: how every array goes into an explorer page."""
     return base64.b64encode(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes()).decode("ascii")
 
 
 def _bytes01(x: Tensor) -> str:
     """Values in [0, 1] -> one byte each, ``round(255 · x)``."""
-    return _b64(torch.round(x.clamp(0, 1) * 255).to(torch.uint8).numpy())
+    return b64(torch.round(x.clamp(0, 1) * 255).to(torch.uint8).numpy())
 
 
 def _half(x: Tensor) -> str:
-    return _b64(x.numpy().astype(np.float16))
+    return b64(x.numpy().astype(np.float16))
 
 
 def _float(x: Optional[Tensor], name: str, dims: Sequence[int]) -> Tensor:

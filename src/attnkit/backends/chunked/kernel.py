@@ -60,8 +60,8 @@ FUSED_PAIRS = 1 << 19
 #: compile="auto" compiles the additive tiles when B·H·L·S·D reaches this (compilation
 #: takes seconds once per shape; below this the eager tiles finish sooner).
 COMPILE_MIN_WORK = 1 << 27
-#: the eager additive tiles run on torch's threads as workers (:mod:`.workers`), each taking whole query
-#: blocks single-threaded; query blocks are made small enough that each worker gets at least this many.
+#: the additive tiles (eager or compiled) run on torch's threads as workers (:mod:`.workers`), each taking
+#: whole query blocks single-threaded; query blocks are made small enough that each worker gets this many.
 BLOCKS_PER_WORKER = 4
 #: backward's query blocks form this many groups per worker, taken by the workers as they finish one; each
 #: group sums its own dK, dV (one (B, H, S, D) each), added in group order: the same numbers on every call
@@ -363,7 +363,7 @@ def chunked_attention(
         # ATen ops release the GIL, and the compiled tiles are built single-threaded with inductor's C++
         # wrapper, whose call releases it too (additive_tiles.COMPILED), so the workers run side by side
         workers = worker_count()
-        if workers > 1 and not block_q:  # enough query blocks to deal round robin
+        if workers > 1 and not block_q:  # enough query blocks for the workers to share
             tile_q = max(16, min(tile_q, -(-spec.L // (BLOCKS_PER_WORKER * workers))))
         workers = min(workers, -(-spec.L // tile_q)) if spec.L else 1
         additive = additive_tiles(qp, kp, compiled=use, threads=1 if workers > 1 else None)

@@ -5,9 +5,10 @@ each operation, every one ends at a barrier that waits for the slowest thread, a
 shared machine the slowest thread is often waiting for a core: many small parallel
 regions degrade far more under load than a few large ones. Here the parallelism is across
 query blocks instead: ``W`` workers, each with ``torch.set_num_threads(1)``, run their
-blocks from start to end without meeting each other. The blocks are dealt round robin
-(block i to worker i mod W), so a worker's share and the order of its sums are fixed:
-the results are the same from call to call.
+blocks from start to end without meeting each other. The blocks form fixed groups (group g
+holds blocks g, g + G, ...) that the workers take as they finish one (:func:`run_split`); each
+group's result comes back at its place, so the order of every sum is fixed and the results
+are the same from call to call, whichever worker ran a group.
 
 The workers run under ``torch.no_grad()`` (tile work with closed-form gradients only), or under
 ``torch.inference_mode()`` when the caller is.
