@@ -80,9 +80,11 @@ _DIGITS_TRAIN = {"steps": 800, "batch_size": 64, "lr": 3e-3, "warmup": 50, "weig
 #: and its baselines, the cosine following the clock; every epoch places each digit afresh. RAM learns per
 #: example seen, so it takes large batches at a high rate (REINFORCE's gradient is noisy, and a batch of
 #: 256 halves the steps of 128 at the same accuracy per example)
-_CANVAS_TRAIN = {"steps": None, "minutes": 8, "batch_size": 256, "lr": 4e-3, "warmup": 200, "eval_every": 250,
+_CANVAS_TRAIN = {"steps": None, "minutes": 9, "batch_size": 256, "lr": 4e-3, "warmup": 200, "eval_every": 250,
                  "eval_examples": 1000}
-_RAM = {"glimpse_dim": 128, "hidden_dim": 128, "location_std": 0.15}
+#: a wide "what" layer (256: 88 % on cluttered digits in 9 minutes against 78 % with 128 in 3) on a 128-unit
+#: core (256 halves the steps); the location network reads the state and the retina (the default)
+_RAM = {"glimpse_dim": 256, "hidden_dim": 128, "location_std": 0.15}
 _VISION_PRESETS: dict[tuple[str, str], Preset] = {
     ("digits", "cnn"): Preset(model={"width": 32}, train=_DIGITS_TRAIN),
     ("digits", "mlp"): Preset(model={"hidden_dim": 256}, train=_DIGITS_TRAIN),

@@ -24,8 +24,10 @@ def test_retina_crops_and_averages_by_hand():
     torch.testing.assert_close(centre[0, 1, 0], torch.tensor([[2.5, 4.5], [10.5, 12.5]]))
     corner = retina(IMG, torch.tensor([[-0.5, -0.5]]))  # centred between pixels (0,0) and (1,1)
     torch.testing.assert_close(corner[0, 0, 0], torch.tensor([[0.0, 1.0], [4.0, 5.0]]))
-    # the 4x4 patch hangs one pixel over the top and left edges: black there
-    torch.testing.assert_close(corner[0, 1, 0], torch.tensor([[0.0, 0.75], [3.0, 7.5]]))
+    # the 4x4 patch reads the 2x2-pooled image P = [[2.5, 4.5], [10.5, 12.5]] at pooled coordinates -0.5 and
+    # 0.5 (off its grid by half a block): bilinear weights 1/4 on each of 4 pooled pixels, black beyond the
+    # top and left edges: (0+0+0+2.5)/4, (0+0+2.5+4.5)/4, (0+2.5+0+10.5)/4, (2.5+4.5+10.5+12.5)/4
+    torch.testing.assert_close(corner[0, 1, 0], torch.tensor([[0.625, 1.75], [3.25, 7.5]]))
     right = retina(IMG, torch.tensor([[0.5, 0.0]]))  # x (columns) first, as F.grid_sample
     torch.testing.assert_close(right[0, 0, 0], torch.tensor([[6.0, 7.0], [10.0, 11.0]]))
     assert location_to_pixels(torch.tensor([-0.5, 0.0, 1.0]), 4).tolist() == [0.5, 1.5, 3.5]
@@ -99,6 +101,22 @@ def test_log_prob_is_the_gaussian_density_of_the_drawn_location():
     assert bool((out.log_prob <= top + 1e-6).all())
 
 
+def test_the_location_network_reads_the_state_and_the_retina_or_the_state_alone():
+    model, paper = _tiny(), _tiny(locator_input="state")
+    assert model.locator.in_features == 12 + 2 * 1 * 4 * 4  # D + k·C·p·p
+    assert paper.locator.in_features == 12  # the paper's W_μ h_t
+    model.eval()
+    x = torch.rand(3, 1, 16, 16)
+    with torch.no_grad():
+        model.locator.weight[:, :12] = 0  # the state's columns off: l_2 is the retina's part alone
+        W, b = model.locator.weight[:, 12:], model.locator.bias
+        rho1 = model.retina(x, torch.zeros(3, 2)).flatten(1)  # (3, 32): the centre glimpse's pixels
+        want = torch.tanh(rho1 @ W.T + b)  # (3, 2)
+        torch.testing.assert_close(model(x).locations[:, 1], want)
+    with pytest.raises(ValueError, match="locator_input must be one of state\\+retina, state"):
+        _tiny(locator_input="pixels")
+
+
 def test_random_policy_is_the_baseline_with_the_same_budget():
     model = _tiny(policy="random")
     out = model(torch.rand(4, 1, 16, 16))
@@ -122,9 +140,9 @@ def test_ram_trains_in_the_generic_loop_and_rebuilds_from_its_config(one_thread)
     assert dict(build_model(dict(model.config)).config) == dict(model.config)
 
 
-def _log_prob_of(model, h, loc):
-    """log N(loc | tanh(W_μ h), σ²) summed over (x, y): the policy's density of a fixed location."""
-    mu = torch.tanh(model.locator(h))
+def _log_prob_of(model, state, loc):
+    """log N(loc | tanh(W_μ state), σ²) summed over (x, y): the policy's density of a fixed location."""
+    mu = torch.tanh(model.locator(state))
     return torch.distributions.Normal(mu, model.config.location_std).log_prob(loc).sum(-1)
 
 
@@ -137,7 +155,9 @@ def test_reinforce_raises_the_log_prob_of_a_rewarded_location_and_lowers_an_unre
     label = torch.stack([pred[0], (pred[1] + 1) % 10])  # sample 0 is right (R = 1), sample 1 wrong (R = 0)
     with torch.no_grad():
         model.baseline.linear.bias.fill_(0.5)  # b = 0.5: advantages +0.5 and -0.5
-        h1 = model.core(model.glimpse(x, torch.zeros(2, 2)))[0]  # (2, D)
+        centre = torch.zeros(2, 2)
+        rho1 = model.retina(x, centre).flatten(1)  # (2, k·C·p·p): the centre glimpse's pixels
+        h1 = torch.cat([model.core(model.glimpse(x, centre))[0], rho1], 1)  # (2, D + k·C·p·p): the policy's input
     loc = out.locations[:, 1]  # the drawn l_2
     before = _log_prob_of(model, h1, loc).detach()
     torch.manual_seed(3)  # the same draw again
@@ -147,7 +167,7 @@ def test_reinforce_raises_the_log_prob_of_a_rewarded_location_and_lowers_an_unre
     loss.backward()
     with torch.no_grad():
         for p in model.locator.parameters():
-            p -= 0.05 * p.grad  # one plain gradient step on the location network
+            p -= 1e-3 * p.grad  # one small plain gradient step on the location network (first order)
         after = _log_prob_of(model, h1, loc)
     assert float(after[0]) > float(before[0])  # the rewarded location became more likely
     assert float(after[1]) < float(before[1])  # the unrewarded one less
