@@ -122,7 +122,7 @@
     var lx = (2 * c[0] + 1) / I.W - 1, ly = (2 * c[1] + 1) / I.H - 1;
     el("gl-steps").innerHTML = "<b>Glimpse " + (t + 1) + " of " + T + "</b> at (x, y) = (" + c[0].toFixed(1) + ", " + c[1].toFixed(1) +
       ") px, l<sub>" + (t + 1) + "</sub> = (" + lx.toFixed(3) + ", " + ly.toFixed(3) + ") in [−1, 1]²" +
-      (t === 0 ? " <span class='note'>(the first glimpse is at the centre)</span>" : " <span class='note'>(chosen by the location network from h<sub>" + t + "</sub>)</span>");
+      (t === 0 ? " <span class='note'>(the first glimpse is at the centre)</span>" : " <span class='note'>(chosen by the location network after glimpse " + t + ")</span>");
     fit("gl-steps-canvas");
     var cv = el("gl-steps-canvas"), g = cv.getContext("2d"), y = 16;
     g.fillStyle = "#fff"; g.fillRect(0, 0, cv.width, cv.height);
