@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from attnkit.data import get_task
 from attnkit.models import RAM, build_model, model_config_for_task
@@ -31,6 +32,34 @@ def test_retina_crops_and_averages_by_hand():
     right = retina(IMG, torch.tensor([[0.5, 0.0]]))  # x (columns) first, as F.grid_sample
     torch.testing.assert_close(right[0, 0, 0], torch.tensor([[6.0, 7.0], [10.0, 11.0]]))
     assert location_to_pixels(torch.tensor([-0.5, 0.0, 1.0]), 4).tolist() == [0.5, 1.5, 3.5]
+
+
+def _per_pixel_retina(x, loc, patch_size, scales):
+    """The reference: every pixel of each (p·2^i)² patch sampled, then each 2^i x 2^i block averaged."""
+    B, C, S, _ = x.shape
+    out = []
+    for i in range(scales):
+        size, f = patch_size * 2 ** i, 2 ** i
+        offs = (torch.arange(size, dtype=x.dtype) - (size - 1) / 2) * (2 / S)  # (size,)
+        gy, gx = torch.meshgrid(offs, offs, indexing="ij")
+        grid = loc.view(B, 1, 1, 2) + torch.stack([gx, gy], -1)  # (B, size, size, 2)
+        patch = F.grid_sample(x, grid, align_corners=False)  # (B, C, size, size)
+        out.append(patch.reshape(B, C, patch_size, f, patch_size, f).mean((3, 5)))  # (B, C, p, p)
+    return torch.stack(out, 1)  # (B, k, C, p, p)
+
+
+def test_retina_equals_the_per_pixel_average_on_the_pooling_grid():
+    torch.manual_seed(0)
+    x = torch.rand(6, 2, 32, 32)
+    retina = Retina(32, 8, 3)
+    # shifts by multiples of 4 px (the largest pooling block) keep every scale's blocks on its grid
+    px = torch.tensor([[0, 0], [4, -8], [-12, 4], [8, 8], [12, -16], [-4, 12]], dtype=torch.float32)
+    loc = px * (2 / 32)  # (6, 2) in [-1, 1]
+    torch.testing.assert_close(retina(x, loc), _per_pixel_retina(x, loc, 8, 3), atol=1e-6, rtol=0)
+    off = loc + 1 / 32  # half a pixel off the grid: the pyramid blurs by at most a block's bilinear mix
+    gap = (retina(x, off) - _per_pixel_retina(x, off, 8, 3)).abs()
+    assert float(gap[:, 0].max()) < 1e-6  # the finest scale is the image itself: still exact
+    assert 0 < float(gap[:, 1:].max()) < 1.0
 
 
 def test_retina_and_ram_refuse_what_does_not_fit_the_canvas():

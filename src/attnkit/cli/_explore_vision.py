@@ -69,7 +69,8 @@ def _ram_glimpses(model: Any, x: Tensor) -> tuple[Tensor, GlimpsePath]:
     locs = out.locations  # (B, T, 2) in [-1, 1]
     T = locs.shape[1]
     with torch.no_grad():
-        patches = torch.stack([model.retina(x, locs[:, t]) for t in range(T)], 1)  # (B, T, k, C, p, p)
+        pyramid = model.retina.pyramid(x)  # once for the T glimpses, as the model's forward does
+        patches = torch.stack([model.retina.sample(pyramid, locs[:, t]) for t in range(T)], 1)  # (B, T, k, C, p, p)
         probs = None
         if len(states) == T and isinstance(classifier, torch.nn.Module):
             logits = torch.stack([classifier(h) for h in states], 1)  # (B, T, K)

@@ -67,10 +67,10 @@ class Retina(nn.Module):
 
     Scale i reads the image average-pooled by f = 2^i (an image pyramid, built once per image): its p x p
     pixels are bilinear samples of the pooled image at ``loc + (a - (p-1)/2) · f`` pixels, a = 0..p-1, so
-    pixel (a, b) of patch i is the mean of the f x f block of the image it covers (exactly so where the
-    block lies on the pooling grid; between grid positions, bilinear interpolation of the neighbouring
-    block means). That is 3·p² samples a glimpse instead of Σ(p·2^i)², the same patches at the
-    positions a glimpse can take on the grid, and 12x faster at p=8, k=3 than sampling every pixel.
+    pixel (a, b) of patch i is the mean of the f x f block of the image it covers: exactly so where every
+    block lies on its pooling grid (the canvas centre, and any shift by a multiple of 2^(k-1) pixels from
+    it), and the bilinear mix of the neighbouring block means in between. That is k·p² samples a glimpse
+    instead of Σ(p·2^i)² (192 against 1,344 at p=8, k=3; ``benchmarks/probe_ram_retina.py``).
 
     ``forward(x (B, C, S, S), loc (B, 2)) -> (B, k, C, p, p)``; ``pyramid(x)`` and ``sample(pyramid, loc)``
     split it, for a model that takes several glimpses of one image.
