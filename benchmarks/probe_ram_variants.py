@@ -8,9 +8,14 @@ validation accuracy, steps, curve, load) to ``--out``. Two at a time, one thread
     .venv/bin/python benchmarks/probe_ram_variants.py --task cluttered-digits --minutes 3 --set glimpse_dim=256 &
     .venv/bin/python benchmarks/probe_ram_variants.py --task cluttered-digits --minutes 3 --locator mlp &
 
+``--oracle`` puts every glimpse after the first on the digit's centre (recorded when the canvas is drawn) and
+trains by cross-entropy alone: what the glimpse network and core reach when the policy is perfect.
+
 ``benchmarks/results/ram_variants_2026-12-02.jsonl`` holds the runs behind benchmarks/RESULTS.md (the first
 six, variants ``base``/``skip``/``skipmlp``, ran on the per-pixel retina of commit 630ac3d, ``skip`` being
-the location network on [h_t; ρ] before it became the model's ``locator_input``).
+the location network on [h_t; ρ] before it became the model's ``locator_input``), on a CPU with AVX-512;
+``ram_variants_2026-12-02d.jsonl`` the screens of the spatial locator, ``step_loss`` and the oracle, on a CPU
+with AVX2 alone where a training step takes about 3x as long.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 import torch
 import torch.nn as nn
 
+import attnkit.data.vision as vision
 from attnkit.data import get_task
 from attnkit.models import build_model, model_config_for_task
 from attnkit.presets import model_options
@@ -40,6 +46,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, help="default: the presets'")
     ap.add_argument("--locator", choices=("linear", "mlp"), default="linear")
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="RAMConfig fields (JSON values)")
+    ap.add_argument("--oracle", action="store_true",
+                    help="every glimpse after the first at the digit's centre (trained by cross-entropy alone): "
+                         "what the glimpse network and core can do when the policy is perfect")
     ap.add_argument("--label", default="")
     ap.add_argument("--out", default="benchmarks/results/ram_variants.jsonl")
     args = ap.parse_args()
@@ -52,6 +61,8 @@ def main() -> None:
         except json.JSONDecodeError:
             fields[key] = value  # a string field: --set locator_input=state
     task = get_task(args.task, seed=args.seed)
+    if args.oracle:
+        oracle_positions(task)
     torch.manual_seed(args.seed)
     net = build_model(model_config_for_task("ram", task, **{**model_options(task.name, "ram"), **fields}))
     if args.locator == "mlp":
@@ -69,6 +80,17 @@ def main() -> None:
         return r
 
     task.evaluate = scored
+    if args.oracle:
+        net.__class__ = type("OracleRAM", (type(net),), {"_next_location": oracle_next_location})
+        batches = task.batches
+
+        def batches_with_centres(split, batch_size, **kw):  # the model reads each batch's digit centres
+            for b in batches(split, batch_size, **kw):
+                net._centres = task._centres[split][b.index]
+                yield b
+
+        task.batches = batches_with_centres
+        evaluate = oracle_evaluate(task, net)
     opts = {k: v for k, v in (("lr", args.lr), ("batch_size", args.batch)) if v is not None}
     res = train(task, net, seed=args.seed, minutes=args.minutes, progress=False,
                 callback=lambda s, m: step.__setitem__(0, s), **opts)
@@ -78,6 +100,48 @@ def main() -> None:
     print(json.dumps(row), flush=True)
     with open(args.out, "a") as f:
         f.write(json.dumps(row) + "\n")
+
+
+def oracle_positions(task) -> None:
+    """Make ``task.draw`` keep each canvas's digit centre as a location in [-1, 1]² (``task._centres[split]``)."""
+    place, draw, corners = vision.place, task.draw, {}
+    task._centres = {}
+
+    def recording_place(canvas, patches, top, left):
+        if patches.shape[-1] == vision.DIGIT_SIZE and patches.shape[0] == canvas.shape[0]:
+            corners["last"] = (top, left)  # the digit, pasted last
+        return place(canvas, patches, top, left)
+
+    def recording_draw(split, repeats, generator):
+        vision.place = recording_place
+        try:
+            out = draw(split, repeats, generator)
+        finally:
+            vision.place = place
+        top, left = corners["last"]
+        S, c = task.image_size, (vision.DIGIT_SIZE - 1) / 2
+        task._centres[split] = torch.stack([(2 * (left + c) + 1) / S - 1, (2 * (top + c) + 1) / S - 1], 1).float()
+        return out
+
+    task.draw = recording_draw
+
+
+def oracle_next_location(self, h, rho, loc, generator):
+    return self._centres.to(h.dtype), None
+
+
+def oracle_evaluate(task, net):
+    def evaluate(model, split="valid", **_):
+        x, y = task.images(split)
+        model.eval()
+        right = 0
+        with torch.no_grad():
+            for i in range(0, x.shape[0], 500):
+                net._centres = task._centres[split][i:i + 500]
+                right += int((model(x[i:i + 500]).logits.argmax(-1) == y[i:i + 500]).sum())
+        model.train()
+        return {"accuracy": right / x.shape[0]}
+    return evaluate
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ chromium with every request blocked. The runs come first (a few minutes each on 
     attnkit train translated-digits --model ram --minutes 6 --threads 1 --out runs/ram
     attnkit train translated-digits --model cnn --attention cbam --minutes 4 --threads 1 --out runs/cbam
     .venv/bin/python docs/images/explorer_vision_screenshots.py runs/ram runs/cbam
+
+``-`` for either run keeps its pictures as they are (``runs/ram -``: the glimpse view alone).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def main(ram_run: str, cnn_run: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         reports = {}
         for name, run in (("ram", ram_run), ("cnn", cnn_run)):
+            if run == "-":
+                continue
             reports[name] = Path(tmp) / f"{name}.html"
             subprocess.run([sys.executable, "-m", "attnkit", "explore", run, "--images", IMAGES, "--threads", "1",
                             "-o", str(reports[name])], check=True)
@@ -42,14 +46,19 @@ def main(ram_run: str, cnn_run: str) -> None:
             ctx = p.chromium.launch_persistent_context(str(Path(tmp) / "profile"), executable_path="/usr/bin/chromium",
                                                        headless=True, args=ARGS,
                                                        viewport={"width": 1400, "height": 1000})
-            page = _page(ctx, reports["ram"])
-            page.evaluate("window.attnkit.vision.setStep(4)")  # the fourth glimpse, the path so far
-            page.locator("main").screenshot(path=str(HERE / "explorer-glimpse.png"))
-            page = _page(ctx, reports["cnn"])
-            page.locator("#spatial-view").screenshot(path=str(HERE / "explorer-spatial.png"))
-            page.locator("#channel-view").screenshot(path=str(HERE / "explorer-channels.png"))
+            written = []
+            if "ram" in reports:
+                page = _page(ctx, reports["ram"])
+                page.evaluate("window.attnkit.vision.setStep(4)")  # the fourth glimpse, the path so far
+                page.locator("main").screenshot(path=str(HERE / "explorer-glimpse.png"))
+                written.append("glimpse")
+            if "cnn" in reports:
+                page = _page(ctx, reports["cnn"])
+                page.locator("#spatial-view").screenshot(path=str(HERE / "explorer-spatial.png"))
+                page.locator("#channel-view").screenshot(path=str(HERE / "explorer-channels.png"))
+                written += ["spatial", "channels"]
             ctx.close()
-    print("\n".join(str(HERE / f"explorer-{n}.png") for n in ("glimpse", "spatial", "channels")))
+    print("\n".join(str(HERE / f"explorer-{n}.png") for n in written))
 
 
 if __name__ == "__main__":

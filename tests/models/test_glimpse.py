@@ -225,3 +225,69 @@ def test_ram_learns_a_tiny_translated_task_in_seconds(one_thread):
                 callback=lambda step, m: losses.append(m["loss"]))
     assert res["accuracy"] >= 0.35, res["accuracy"]  # 48 % when measured
     assert sum(losses[-30:]) < sum(losses[:30])
+
+
+def test_spatial_locator_looks_at_the_soft_argmax_of_the_coarse_patch_by_hand():
+    model = _tiny(locator="spatial")  # 16x16, p=4, k=2: the coarse patch is the centre 8x8 pooled by 2
+    assert model.locator_state.out_features == 16  # a score for each of the p·p coarse pixels
+    with torch.no_grad():
+        first, second = model.locator[0], model.locator[2]
+        for conv in (first, second):
+            conv.weight.zero_(), conv.bias.zero_()
+        first.weight[0, 0, 1, 1] = 1.0  # channel 0 copies the pixel ...
+        second.weight[0, 0, 1, 1] = 50.0  # ... and the score is 50 x it
+        model.locator_state.weight.zero_(), model.locator_state.bias.zero_()
+    x = torch.zeros(1, 1, 16, 16)
+    x[0, 0, 4:6, 10:12] = 1.0  # a 2x2 block: the coarse patch's pixel (row 0, col 3), the mean of rows 4-5, cols 10-11
+    model.eval()
+    with torch.no_grad():
+        loc = model(x).locations[0, 1]
+    # that pixel's centre: (x, y) = (10.5, 4.5) pixels = ((2·10.5 + 1)/16 - 1, (2·4.5 + 1)/16 - 1) = (0.375, -0.375)
+    torch.testing.assert_close(loc, torch.tensor([0.375, -0.375]), atol=1e-4, rtol=0)
+    assert location_to_pixels(loc, 16).tolist() == pytest.approx([10.5, 4.5], abs=1e-3)
+    model.train()
+    model.zero_grad(set_to_none=True)
+    (-model(torch.rand(4, 1, 16, 16)).log_prob.sum()).backward()  # REINFORCE reaches the location network alone
+    reached = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert reached and all(n.startswith(("locator.", "locator_state.")) for n in reached), reached
+    with pytest.raises(ValueError, match="locator='spatial' .* needs locator_input='state\\+retina'"):
+        _tiny(locator="spatial", locator_input="state")
+    with pytest.raises(ValueError, match="locator must be one of linear, spatial"):
+        _tiny(locator="conv")
+
+
+def test_step_loss_adds_the_cross_entropy_of_every_earlier_glimpse():
+    plain, deep = _tiny(), _tiny(step_loss=0.5)  # the same weights (seed 0): step_loss adds no parameter
+    x, label = torch.rand(6, 1, 16, 16), torch.tensor([0, 1, 2, 3, 4, 5])
+    batch = SimpleNamespace(x=x, label=label)
+    torch.manual_seed(3)
+    assert plain(x).step_logits is None
+    torch.manual_seed(3)
+    out = deep(x)
+    assert out.step_logits.shape == (6, 2, 10)  # (B, T-1, K): glimpses 1 and 2 of 3
+    torch.manual_seed(3)
+    base, _ = plain.loss(batch)
+    torch.manual_seed(3)
+    total, m = deep.loss(batch)
+    steps = out.step_logits.detach()
+    by_hand = (F.cross_entropy(steps[:, 0], label) + F.cross_entropy(steps[:, 1], label)) / 2
+    assert m["step_loss"] == pytest.approx(float(by_hand), rel=1e-5)
+    assert float((total - base).detach()) == pytest.approx(0.5 * float(by_hand), rel=1e-4)
+    deep.eval()
+    assert deep(x).step_logits is None  # evaluation reads the last glimpse only
+    with pytest.raises(ValueError, match="step_loss must be >= 0"):
+        _tiny(step_loss=-1)
+
+
+def test_patch_fraction_sizes_the_fovea_on_any_canvas_and_the_presets_fit_every_canvas():
+    from attnkit.presets import model_options
+
+    pytest.importorskip("sklearn")
+    for canvas, want in ((16, (3, 3)), (32, (6, 3)), (64, (12, 3)), (8, (2, 3))):  # round(3/16·S), scales that fit
+        task = get_task("translated-digits", canvas=canvas)
+        cfg = model_config_for_task("ram", task, **model_options(task.name, "ram"))
+        assert (cfg["patch_size"], cfg["scales"]) == want, canvas
+        assert cfg["patch_size"] * 2 ** (cfg["scales"] - 1) <= canvas
+        build_model(cfg)  # the presets train on a canvas of any size
+    with pytest.raises(ValueError, match="patch_fraction must be in \\(0, 1\\]"):
+        model_config_for_task("ram", get_task("translated-digits"), patch_fraction=1.5)

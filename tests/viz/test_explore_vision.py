@@ -9,6 +9,7 @@ import base64
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -105,7 +106,8 @@ def test_ram_glimpses_patches_and_step_probabilities(runs, tmp_path, capsys, one
     model.eval()
     cfg = model.config
     g = p["images"]["glimpses"]
-    assert summary["glimpses"] == g["T"] == cfg.glimpses and g["sizes"] == model.retina.sizes == [4, 8, 16]
+    # the presets' fovea on translated digits: 3/16 of the 16x16 canvas, at 3 scales
+    assert summary["glimpses"] == g["T"] == cfg.glimpses and g["sizes"] == model.retina.sizes == [3, 6, 12]
     x = task.images("test")[0][[0, 3]]
     with torch.no_grad():
         out = model(x)
@@ -123,7 +125,10 @@ def test_ram_glimpses_patches_and_step_probabilities(runs, tmp_path, capsys, one
         h1, _ = model.core(model.glimpse(x, torch.zeros(2, 2)), (h0, h0.clone()))
         first = model.classifier(h1).softmax(-1)
     np.testing.assert_allclose(probs[:, 0], first.numpy(), atol=1e-3)
-    assert "trained at the last" in g["note"]
+    assert cfg.step_loss == 1.0 and "trained at every one (step_loss)" in g["note"]  # the presets train every glimpse
+    from attnkit.cli._explore_vision import _step_note
+
+    assert "trained at the last" in _step_note(SimpleNamespace(config=SimpleNamespace(step_loss=0.0)))
 
 
 def test_no_step_probabilities_when_the_classifier_does_not_give_the_output(runs, monkeypatch, one_thread) -> None:

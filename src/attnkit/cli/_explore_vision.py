@@ -3,7 +3,8 @@
 * ``ram``, the Recurrent Attention Model (Mnih et al. 2014, arXiv:1406.6247): the glimpse centres of
   ``model(x).locations``, the retina's patches ``ρ(x, l_t)`` at each of them (``model.retina``), and the
   class probabilities after each glimpse, ``softmax(W_c h_t)``: the classifier read at every core state
-  ``h_t`` of the forward (kept by a hook on ``model.core``), although it is trained at the last one only.
+  ``h_t`` of the forward (kept by a hook on ``model.core``), trained there too when ``step_loss`` > 0 (the
+  presets') and at the last one only otherwise; the page says which.
 * ``cnn`` with ``spatial`` / ``cbam`` / ``se`` blocks (Woo et al. 2018, arXiv:1807.06521; Hu et al. 2018,
   arXiv:1709.01507): ``model(x, return_maps=True).maps``, each block's spatial map
   ``σ(conv([mean_c u; max_c u]))`` (B, 1, h, w) and channel weights ``σ(W_2 δ(W_1 GAP(u)))`` (B, C, 1, 1).
@@ -28,6 +29,7 @@ __all__ = ["image_explorer_data", "DEFAULT_IMAGES", "image_indices"]
 DEFAULT_IMAGES = 6
 #: what the per-glimpse probabilities are (the page prints it beside them)
 STEP_NOTE = "the classifier read at every glimpse; it is trained at the last"
+STEP_NOTE_TRAINED = "the classifier read at every glimpse; it is trained at every one (step_loss)"
 
 
 def image_indices(text: Optional[str], n: int) -> list[int]:
@@ -78,7 +80,12 @@ def _ram_glimpses(model: Any, x: Tensor) -> tuple[Tensor, GlimpsePath]:
                 probs = logits.float().softmax(-1).cpu()
     centres = location_to_pixels(locs.float().cpu(), model.config.image_size)  # (B, T, 2) pixels (x, y)
     return out.logits, GlimpsePath(centres, list(model.retina.sizes), patches=patches.float().cpu(),
-                                   probabilities=probs, probability_note=STEP_NOTE if probs is not None else "")
+                                   probabilities=probs, probability_note=_step_note(model) if probs is not None else "")
+
+
+def _step_note(model: Any) -> str:
+    """What the probabilities after each glimpse are: trained there (``step_loss`` > 0) or only read there."""
+    return STEP_NOTE_TRAINED if float(getattr(model.config, "step_loss", 0) or 0) > 0 else STEP_NOTE
 
 
 def _cnn_blocks(model: Any, x: Tensor) -> tuple[Tensor, list[BlockMaps]]:
