@@ -85,7 +85,7 @@ def _ram_glimpses(model: Any, x: Tensor) -> tuple[Tensor, GlimpsePath]:
 
 def _step_note(model: Any) -> str:
     """What the probabilities after each glimpse are: trained there (``step_loss`` > 0) or only read there."""
-    return STEP_NOTE_TRAINED if float(getattr(model.config, "step_loss", 0) or 0) > 0 else STEP_NOTE
+    return STEP_NOTE_TRAINED if getattr(model.config, "step_loss", 0) > 0 else STEP_NOTE
 
 
 def _cnn_blocks(model: Any, x: Tensor) -> tuple[Tensor, list[BlockMaps]]:
