@@ -283,11 +283,15 @@ def test_patch_fraction_sizes_the_fovea_on_any_canvas_and_the_presets_fit_every_
     from attnkit.presets import model_options
 
     pytest.importorskip("sklearn")
-    for canvas, want in ((16, (3, 3)), (32, (6, 3)), (64, (12, 3)), (8, (2, 3))):  # round(3/16·S), scales that fit
+    # the presets' 1/8: round(S/8) pixels at every scale that fits, the widest the canvas (32x32: 4, 8, 16, 32)
+    for canvas, want in ((16, (2, 4)), (32, (4, 4)), (64, (8, 4)), (8, (1, 4)), (40, (5, 4)), (12, (2, 3))):
         task = get_task("translated-digits", canvas=canvas)
         cfg = model_config_for_task("ram", task, **model_options(task.name, "ram"))
         assert (cfg["patch_size"], cfg["scales"]) == want, canvas
         assert cfg["patch_size"] * 2 ** (cfg["scales"] - 1) <= canvas
         build_model(cfg)  # the presets train on a canvas of any size
+    task = get_task("translated-digits")  # 3/16 of 32 is 6 px: 6, 12, 24 (a fourth, 48, would not fit)
+    cfg = model_config_for_task("ram", task, patch_fraction=3 / 16)
+    assert (cfg["patch_size"], cfg["scales"]) == (6, 3)
     with pytest.raises(ValueError, match="patch_fraction must be in \\(0, 1\\]"):
         model_config_for_task("ram", get_task("translated-digits"), patch_fraction=1.5)

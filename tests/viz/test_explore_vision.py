@@ -106,15 +106,15 @@ def test_ram_glimpses_patches_and_step_probabilities(runs, tmp_path, capsys, one
     model.eval()
     cfg = model.config
     g = p["images"]["glimpses"]
-    # the presets' fovea on translated digits: 3/16 of the 16x16 canvas, at 3 scales
-    assert summary["glimpses"] == g["T"] == cfg.glimpses and g["sizes"] == model.retina.sizes == [3, 6, 12]
+    # the presets' fovea on translated digits: 1/8 of the 16x16 canvas, at the 4 scales that fit
+    assert summary["glimpses"] == g["T"] == cfg.glimpses and g["sizes"] == model.retina.sizes == [2, 4, 8, 16]
     x = task.images("test")[0][[0, 3]]
     with torch.no_grad():
         out = model(x)
     centres = location_to_pixels(out.locations, 16)  # (B, T, 2)
     np.testing.assert_allclose(np.array(g["centres"]), centres.numpy(), atol=1e-3)
     assert g["centres"][0][0] == [7.5, 7.5]  # the first glimpse: the centre of the 16x16 canvas
-    patches = _u8(g["patches"]).reshape(2, g["T"], 3, 1, g["p"], g["p"]) / 255
+    patches = _u8(g["patches"]).reshape(2, g["T"], len(g["sizes"]), 1, g["p"], g["p"]) / 255
     with torch.no_grad():
         want = model.retina(x, out.locations[:, 2])  # (B, k, C, p, p): the third glimpse
     np.testing.assert_allclose(patches[:, 2], want.numpy(), atol=0.5 / 255 + 1e-6)

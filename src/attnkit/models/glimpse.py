@@ -245,10 +245,10 @@ class RAM(nn.Module):
     @classmethod
     def config_for_task(cls, task: Any, **fields: Any) -> dict[str, Any]:
         """Sized for an image task; on an image under 32x32 the retina shrinks to patches of a quarter of
-        its side, at up to 3 scales that fit (16x16: 4, 8, 16 pixels). ``patch_fraction`` f (not a config
-        field; the presets' for translated digits: 3/16) sizes the fine patch as a fraction of the image side
-        on any canvas instead: round(f·S) pixels at up to 3 scales that fit (32x32: 6, 12, 24; 64x64: 12,
-        24, 48, the paper's retina on its 60x60 canvas)."""
+        its side, at the scales that fit (16x16: 4, 8, 16 pixels). ``patch_fraction`` f (not a config field;
+        the presets' for translated digits: 1/8) sizes the fine patch as a fraction of the image side on any
+        canvas instead: p = round(f·S) pixels at every scale k that fits, p·2^(k-1) <= S (32x32: 4, 8, 16,
+        32, the widest the whole canvas; 64x64: 8, 16, 32, 64; f = 3/16 on 32x32: 6, 12, 24)."""
         cfg = image_fields(task, "ram")
         S = task.image_size
         fraction = fields.pop("patch_fraction", None)
@@ -257,7 +257,7 @@ class RAM(nn.Module):
                              f"got {fraction!r}")
         if fraction is not None or S < 32:
             p = max(1, round(S * fraction) if fraction is not None else S // 4)
-            cfg.update(patch_size=p, scales=min(3, (S // p).bit_length()))  # the scales that fit
+            cfg.update(patch_size=p, scales=(S // p).bit_length())  # the scales that fit: p·2^(k-1) <= S
         cfg.update({k: v for k, v in fields.items() if v is not None})
         RAMConfig.from_dict(cfg)
         return cfg
