@@ -10,14 +10,19 @@
    connected net and the CNN. Targets: >= 90 %; random-glimpse error >= 2x RAM's; RAM ahead of FC.
 
 Every run trains with the options of ``attnkit.presets`` for its (task, model) (what ``attnkit
-train TASK --model M`` does), so the budget is the presets table's (the canvases: 8 minutes of wall time
-each); ``--jobs 2 --threads 1`` trains two rows at a time on the 2 cores; each row records its wall time,
-training steps and ``os.getloadavg()`` before and after. The peer of a learning result is its
+train TASK --model M`` does), so the budget is the presets table's (the canvases: 9 minutes of wall time
+each; ``--steps N`` trains every row N steps instead, the cosine over them); ``--jobs 2 --threads 1``
+trains two rows at a time on the 2 cores; each row records its wall time, training steps and
+``os.getloadavg()`` before and after. The peer of a learning result is its
 baseline in the same budget: each table prints the ratio of errors beside it.
 
     .venv/bin/python benchmarks/bench_vision.py --table cnn
     .venv/bin/python benchmarks/bench_vision.py --table translated --table cluttered --jobs 2 --threads 1
     .venv/bin/python benchmarks/bench_vision.py --table cluttered --steps 50      # a smoke run
+
+The glimpse trend at equal steps over several seeds: one ``--table translated --rows ram --steps 3000
+--seed S --out seedS.json`` per seed, then ``--merge seed0.json seed1.json ...`` (trains nothing) prints each
+glimpse count's test error per seed, mean and sd, and judges "falling" strictly on the means and seed by seed.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -155,6 +161,46 @@ def table_cluttered(steps: int | None, which: list[str], jobs: int = 1, seed: in
     return {"rows": rows, "targets": {"random_error_ratio": ratio, **met}}
 
 
+def merge_translated(paths: list[str]) -> dict[str, Any]:
+    """The glimpse rows of several ``--table translated`` runs (one seed each) as one table: each count's test
+    error per seed, mean and sd; the trend judged on the means (strictly) and seed by seed."""
+    runs = [json.loads(Path(p).read_text())["translated"]["rows"] for p in paths]
+    by_count: dict[int, dict[int, float]] = {}
+    configs = set()
+    for path, rows in zip(paths, runs):
+        for r in rows:
+            if r["model"] == "ram" and r["config"]["policy"] == "learned":
+                g, s = r["config"]["glimpses"], r["seed"]
+                if s in by_count.setdefault(g, {}):
+                    raise SystemExit(f"--merge: {path} holds a second run of {g} glimpses on seed {s}; "
+                                     f"merge one file per seed")
+                by_count[g][s] = r["error"]
+                configs.add(json.dumps({**r["config"], "glimpses": None}, sort_keys=True))
+    if len(configs) > 1:
+        raise SystemExit(f"--merge: the runs differ in more than glimpses and seed ({len(configs)} model "
+                         f"configs); merge runs of one configuration")
+    seeds = sorted({s for errs in by_count.values() for s in errs})
+    counts = sorted(by_count)
+    missing = [(g, s) for g in counts for s in seeds if s not in by_count[g]]
+    if missing:
+        raise SystemExit(f"--merge: no run for (glimpses, seed) {missing}; give one file per seed, each with "
+                         f"every glimpse count")
+    summary = {g: {"errors": [by_count[g][s] for s in seeds], "mean": statistics.mean(by_count[g].values()),
+                   "sd": statistics.stdev(by_count[g].values()) if len(seeds) > 1 else 0.0} for g in counts}
+    print(f"\n{'glimpses':<9}" + "".join(f"{'seed ' + str(s):>9}" for s in seeds) + f"{'mean':>9}{'sd':>8}")
+    for g in counts:
+        print(f"{g:<9}" + "".join(f"{e:>9.2%}" for e in summary[g]["errors"])
+              + f"{summary[g]['mean']:>9.2%}{summary[g]['sd']:>8.2%}")
+    falls = all(summary[a]["mean"] > summary[b]["mean"] for a, b in zip(counts, counts[1:]))
+    per_seed = {s: all(by_count[a][s] > by_count[b][s] for a, b in zip(counts, counts[1:])) for s in seeds}
+    best6 = {s: 1 - min(by_count[g][s] for g in counts if g <= 6) for s in seeds}
+    print(f"targets: mean error falling {' -> '.join(map(str, counts))}: {'met' if falls else 'MISSED'} "
+          f"(seed by seed: {', '.join(f'{s}: ' + ('falls' if ok else 'not') for s, ok in per_seed.items())}); "
+          f">= 97 % with <= 6 glimpses: " + ", ".join(f"seed {s} {a:.2%}" for s, a in best6.items()))
+    return {"files": paths, "seeds": seeds, "summary": {str(g): v for g, v in summary.items()},
+            "targets": {"mean_error_falls": falls, "falls_per_seed": per_seed, "best_accuracy_le_6_glimpses": best6}}
+
+
 def _print(rows: list[dict[str, Any]], *, reference: dict[str, Any]) -> None:
     print(f"\n{'model':<28} {'test error':>10} {'accuracy':>9} {'error / ref':>11} {'parameters':>11} "
           f"{'steps':>6} {'wall (s)':>9} {'load':>5}   (ref: {reference['label']})")
@@ -181,7 +227,16 @@ def main() -> None:
                     help="trainings at a time, each in its own process (2 with --threads 1 shares 2 cores)")
     ap.add_argument("--out", help="JSON path (default benchmarks/results/vision_<tables>.json)")
     ap.add_argument("--runs", help="keep the run directories under this folder")
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="train nothing: merge the translated tables of these runs (one --seed each) into "
+                         "mean and sd per glimpse count, the trend judged on the means")
     args = ap.parse_args()
+    if args.merge:
+        merged = merge_translated(args.merge)
+        if args.out:
+            Path(args.out).write_text(json.dumps(merged, indent=1) + "\n")
+            print(f"wrote {args.out}")
+        return
     global RUNS, THREADS, MINUTES
     RUNS = Path(args.runs) if args.runs else None
     THREADS, MINUTES = args.threads, args.minutes

@@ -15,7 +15,10 @@ trains by cross-entropy alone: what the glimpse network and core reach when the 
 six, variants ``base``/``skip``/``skipmlp``, ran on the per-pixel retina of commit 630ac3d, ``skip`` being
 the location network on [h_t; ρ] before it became the model's ``locator_input``), on a CPU with AVX-512;
 ``ram_variants_2026-12-02d.jsonl`` the screens of the spatial locator, ``step_loss`` and the oracle, on a CPU
-with AVX2 alone where a training step takes about 3x as long.
+with AVX2 alone where a training step takes about 3x as long; ``ram_variants_2026-12-02e.jsonl`` the 4-pixel
+fovea at 3 and 4 scales on translated digits (same CPU). In the lines written before ``--locator config``
+existed, ``"locator": "linear"`` means the same thing: the config's location network, left in place (the
+spatial one in the 02d and 02e screens, whose ``set`` holds only the fields changed from the presets).
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lr", type=float, help="default: the presets'")
     ap.add_argument("--batch", type=int, help="default: the presets'")
-    ap.add_argument("--locator", choices=("linear", "mlp"), default="linear")
+    ap.add_argument("--locator", choices=("config", "mlp"), default="config",
+                    help="config: the location network the model's config builds; mlp: a 2-layer MLP in its place")
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="RAMConfig fields (JSON values)")
     ap.add_argument("--oracle", action="store_true",
                     help="every glimpse after the first at the digit's centre (trained by cross-entropy alone): "
