@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -50,6 +51,9 @@ def assert_same_tensors(a, b) -> None:
 
 def main(out: str, steps: int, attention: str, mode: str, pause_at: int, extra: dict) -> int:
     torch.set_num_threads(1)
+    # a shell's background job (``make test &``) starts with SIGINT ignored, and Python then keeps it ignored:
+    # the Ctrl-C these tests send would be lost. Restore Python's own handler (KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     ready, go = pathlib.Path(out + ".ready"), pathlib.Path(out + ".go")
 
     def wait() -> None:
