@@ -165,6 +165,12 @@ def merge_translated(paths: list[str]) -> dict[str, Any]:
     """The glimpse rows of several ``--table translated`` runs (one seed each) as one table: each count's test
     error per seed, mean and sd; the trend judged on the means (strictly) and seed by seed."""
     runs = [json.loads(Path(p).read_text())["translated"]["rows"] for p in paths]
+    # a file's budget: its glimpse rows' one step count (a --steps run) or "clock" (steps vary with glimpses)
+    budgets = {p: ({r["steps"] for r in rows if r["model"] == "ram"} or {None}) for p, rows in zip(paths, runs)}
+    budgets = {p: next(iter(b)) if len(b) == 1 else "clock" for p, b in budgets.items()}
+    if len(set(budgets.values())) > 1:
+        raise SystemExit(f"--merge: the runs had different budgets ({budgets}); merge runs of one --steps "
+                         f"(or all on the clock)")
     by_count: dict[int, dict[int, float]] = {}
     configs = set()
     for path, rows in zip(paths, runs):
@@ -197,7 +203,7 @@ def merge_translated(paths: list[str]) -> dict[str, Any]:
     print(f"targets: mean error falling {' -> '.join(map(str, counts))}: {'met' if falls else 'MISSED'} "
           f"(seed by seed: {', '.join(f'{s}: ' + ('falls' if ok else 'not') for s, ok in per_seed.items())}); "
           f">= 97 % with <= 6 glimpses: " + ", ".join(f"seed {s} {a:.2%}" for s, a in best6.items()))
-    return {"files": paths, "seeds": seeds, "summary": {str(g): v for g, v in summary.items()},
+    return {"files": paths, "budget": next(iter(budgets.values())), "seeds": seeds, "summary": {str(g): v for g, v in summary.items()},
             "targets": {"mean_error_falls": falls, "falls_per_seed": per_seed, "best_accuracy_le_6_glimpses": best6}}
 
 

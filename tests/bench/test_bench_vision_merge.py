@@ -18,10 +18,10 @@ def _bench():
     return module
 
 
-def _run(tmp_path: Path, seed: int, errors: dict[int, float], **config) -> str:
-    rows = [{"model": "ram", "seed": seed, "error": e,
+def _run(tmp_path: Path, seed: int, errors: dict[int, float], steps: int = 3000, **config) -> str:
+    rows = [{"model": "ram", "seed": seed, "error": e, "steps": steps,
              "config": {"policy": "learned", "glimpses": g, "patch_size": 4, **config}} for g, e in errors.items()]
-    rows.append({"model": "mlp", "seed": seed, "error": 0.5, "config": {"hidden_dim": 256}})  # not a glimpse row
+    rows.append({"model": "mlp", "seed": seed, "error": 0.5, "steps": 9, "config": {"hidden_dim": 256}})  # not a glimpse row
     path = tmp_path / f"seed{seed}.json"
     path.write_text(json.dumps({"translated": {"rows": rows}}))
     return str(path)
@@ -32,7 +32,7 @@ def test_merge_judges_the_means_and_each_seed(tmp_path, capsys):
     # means 0.09, 0.045, 0.04, 0.035; sd of (0.10, 0.08) = 0.02 / sqrt(2)
     merged = _bench().merge_translated([_run(tmp_path, 0, {2: 0.10, 4: 0.04, 6: 0.03, 8: 0.02}),
                                         _run(tmp_path, 1, {2: 0.08, 4: 0.05, 6: 0.05, 8: 0.05})])
-    assert merged["seeds"] == [0, 1]
+    assert merged["seeds"] == [0, 1] and merged["budget"] == 3000
     assert merged["summary"]["2"]["mean"] == pytest.approx(0.09)
     assert merged["summary"]["2"]["sd"] == pytest.approx(0.02 / 2 ** 0.5)
     assert merged["summary"]["8"]["errors"] == [0.02, 0.05]
@@ -58,6 +58,9 @@ def test_merge_refuses_mixed_configs_duplicates_and_gaps(tmp_path):
         bench.merge_translated([a, b])
     with pytest.raises(SystemExit, match="a second run of 2 glimpses on seed 0; merge one file per seed"):
         bench.merge_translated([a, a])
+    d = _run(tmp_path / "other", 1, {2: 0.1, 4: 0.05}, steps=2000)
+    with pytest.raises(SystemExit, match="different budgets"):  # 3,000 steps beside 2,000
+        bench.merge_translated([a, d])
     c = _run(tmp_path / "other", 1, {2: 0.1})
     with pytest.raises(SystemExit, match=r"no run for \(glimpses, seed\) \[\(4, 1\)\]"):
         bench.merge_translated([a, c])
