@@ -203,7 +203,8 @@ def merge_translated(paths: list[str]) -> dict[str, Any]:
     print(f"targets: mean error falling {' -> '.join(map(str, counts))}: {'met' if falls else 'MISSED'} "
           f"(seed by seed: {', '.join(f'{s}: ' + ('falls' if ok else 'not') for s, ok in per_seed.items())}); "
           f">= 97 % with <= 6 glimpses: " + ", ".join(f"seed {s} {a:.2%}" for s, a in best6.items()))
-    return {"files": paths, "budget": next(iter(budgets.values())), "seeds": seeds, "summary": {str(g): v for g, v in summary.items()},
+    return {"files": paths, "budget": next(iter(budgets.values())), "seeds": seeds,
+            "summary": {str(g): v for g, v in summary.items()},
             "targets": {"mean_error_falls": falls, "falls_per_seed": per_seed, "best_accuracy_le_6_glimpses": best6}}
 
 

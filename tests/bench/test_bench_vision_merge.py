@@ -21,7 +21,8 @@ def _bench():
 def _run(tmp_path: Path, seed: int, errors: dict[int, float], steps: int = 3000, **config) -> str:
     rows = [{"model": "ram", "seed": seed, "error": e, "steps": steps,
              "config": {"policy": "learned", "glimpses": g, "patch_size": 4, **config}} for g, e in errors.items()]
-    rows.append({"model": "mlp", "seed": seed, "error": 0.5, "steps": 9, "config": {"hidden_dim": 256}})  # not a glimpse row
+    # not a glimpse row, and its steps are no budget of the glimpse rows
+    rows.append({"model": "mlp", "seed": seed, "error": 0.5, "steps": 9, "config": {"hidden_dim": 256}})
     path = tmp_path / f"seed{seed}.json"
     path.write_text(json.dumps({"translated": {"rows": rows}}))
     return str(path)
